@@ -1,0 +1,104 @@
+package envflag
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+)
+
+type testConfig struct {
+	Port   int
+	Repo   string
+	Period time.Duration
+	OneOff bool
+}
+
+func testSet(c *testConfig) Set {
+	return Set{Program: "t", Prefix: "GITSYNC_", Vars: []Var{
+		{Env: "GITSYNC_REPO", Usage: "repo", Parse: NonEmpty(&c.Repo)},
+		{Env: "GITSYNC_PERIOD", Default: "10s", Usage: "period", Parse: SecondsOrDuration(&c.Period, time.Millisecond)},
+		{Env: "STATUS_PORT", Default: "9803", Usage: "port", Parse: Port(&c.Port)},
+		{Env: "GITSYNC_ONE_TIME", Default: "false", Usage: "once", Parse: Bool(&c.OneOff)},
+	}}
+}
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestPrecedenceFlagOverEnvOverDefault(t *testing.T) {
+	var c testConfig
+	err := testSet(&c).Parse([]string{"--period=5m"}, env(map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_PERIOD": "7", "STATUS_PORT": "1234"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Repo != "file:///r" || c.Period != 5*time.Minute || c.Port != 1234 || c.OneOff {
+		t.Fatalf("got %+v", c)
+	}
+}
+
+func TestBareNumberMeansSeconds(t *testing.T) {
+	var c testConfig
+	if err := testSet(&c).Parse(nil, env(map[string]string{"GITSYNC_REPO": "x", "GITSYNC_PERIOD": "7"}), nil); err != nil {
+		t.Fatal(err)
+	}
+	if c.Period != 7*time.Second {
+		t.Fatalf("period = %v, want 7s", c.Period)
+	}
+}
+
+func TestErrorsNameVariableValueAndAccepted(t *testing.T) {
+	var c testConfig
+	err := testSet(&c).Parse([]string{"--status-port=http"}, env(map[string]string{"GITSYNC_PERIOD": "soon"}), nil)
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		`invalid default of GITSYNC_REPO="": must be set`,
+		`invalid GITSYNC_PERIOD="soon": want seconds`,
+		`invalid --status-port="http": want a port number from 1 to 65535`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q lacks %q", msg, want)
+		}
+	}
+	if n := strings.Count(msg, "\n") + 1; n != 3 {
+		t.Errorf("want one line per problem (3), got %d:\n%s", n, msg)
+	}
+}
+
+func TestHelpListsEveryEnv(t *testing.T) {
+	var c testConfig
+	var out bytes.Buffer
+	err := testSet(&c).Parse([]string{"--help"}, env(nil), &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, want := range []string{"--repo", "GITSYNC_REPO", "--one-time", "GITSYNC_ONE_TIME", "--status-port", "9803"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestUnknownFlagAndPositional(t *testing.T) {
+	var c testConfig
+	if err := testSet(&c).Parse([]string{"--nope=1"}, env(map[string]string{"GITSYNC_REPO": "x"}), nil); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("unknown flag: %v", err)
+	}
+	if err := testSet(&c).Parse([]string{"stray"}, env(map[string]string{"GITSYNC_REPO": "x"}), nil); err == nil || !strings.Contains(err.Error(), `"stray"`) {
+		t.Fatalf("positional: %v", err)
+	}
+}
+
+func TestKebabName(t *testing.T) {
+	for env, want := range map[string]string{"PROXY_PORT": "proxy-port", "GITSYNC_REPO": "repo", "SHARDS": "shards"} {
+		if got := KebabName(env, "GITSYNC_"); got != want {
+			t.Errorf("KebabName(%q) = %q, want %q", env, got, want)
+		}
+	}
+}

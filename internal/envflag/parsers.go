@@ -1,0 +1,159 @@
+package envflag
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The parsers below store a parsed value into *p and return an error that says what is accepted.
+// They are the vocabulary shared by every sidecar, so that "true", "8443" or "10s" mean the same everywhere.
+
+// String accepts any value.
+func String(p *string) func(string) error {
+	return func(s string) error { *p = s; return nil }
+}
+
+// NonEmpty accepts any value but "".
+func NonEmpty(p *string) func(string) error {
+	return func(s string) error {
+		if strings.TrimSpace(s) == "" {
+			return fmt.Errorf("must be set")
+		}
+		*p = s
+		return nil
+	}
+}
+
+// Bool accepts true/false, 1/0, yes/no, on/off (any case).
+func Bool(p *bool) func(string) error {
+	return func(s string) error {
+		switch strings.ToLower(strings.TrimSpace(s)) {
+		case "true", "1", "yes", "on":
+			*p = true
+		case "false", "0", "no", "off":
+			*p = false
+		default:
+			return fmt.Errorf("want true or false")
+		}
+		return nil
+	}
+}
+
+// Int accepts a whole number from min to max.
+func Int(p *int, min, max int) func(string) error {
+	return func(s string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < min || n > max {
+			return fmt.Errorf("want a whole number from %d to %d", min, max)
+		}
+		*p = n
+		return nil
+	}
+}
+
+// Port accepts a TCP port from 1 to 65535.
+func Port(p *int) func(string) error {
+	return func(s string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("want a port number from 1 to 65535")
+		}
+		*p = n
+		return nil
+	}
+}
+
+// OptionalPort is Port, but "" or "0" means disabled (stored as 0).
+func OptionalPort(p *int) func(string) error {
+	return func(s string) error {
+		if strings.TrimSpace(s) == "" || strings.TrimSpace(s) == "0" {
+			*p = 0
+			return nil
+		}
+		return Port(p)(s)
+	}
+}
+
+// Duration accepts a Go duration ("500ms", "10s", "5m") of at least min.
+func Duration(p *time.Duration, min time.Duration) func(string) error {
+	return func(s string) error {
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil || d < min {
+			return fmt.Errorf("want a duration such as 10s or 5m, at least %s", min)
+		}
+		*p = d
+		return nil
+	}
+}
+
+// SecondsOrDuration accepts a bare number of seconds ("10", as older APIs took it) or a duration ("10s",
+// "5m") of at least min. A bare number always means seconds: an old value is never reinterpreted.
+func SecondsOrDuration(p *time.Duration, min time.Duration) func(string) error {
+	return func(s string) error {
+		s = strings.TrimSpace(s)
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			d := time.Duration(f * float64(time.Second))
+			if d < min {
+				return fmt.Errorf("want seconds (e.g. 10) or a duration (e.g. 10s, 5m), at least %s", min)
+			}
+			*p = d
+			return nil
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil || d < min {
+			return fmt.Errorf("want seconds (e.g. 10) or a duration (e.g. 10s, 5m), at least %s", min)
+		}
+		*p = d
+		return nil
+	}
+}
+
+// OneOf accepts exactly one of values (case-sensitive).
+func OneOf(p *string, values ...string) func(string) error {
+	return func(s string) error {
+		for _, v := range values {
+			if s == v {
+				*p = s
+				return nil
+			}
+		}
+		return fmt.Errorf("want one of %s", strings.Join(values, ", "))
+	}
+}
+
+// List accepts a comma-separated list; blanks around items are trimmed and empty items dropped.
+func List(p *[]string) func(string) error {
+	return func(s string) error {
+		*p = SplitList(s)
+		return nil
+	}
+}
+
+// SplitList splits a comma-separated list, trimming blanks and dropping empty items.
+func SplitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// HostPort accepts host:port or :port with a valid port.
+func HostPort(p *string) func(string) error {
+	return func(s string) error {
+		_, port, err := net.SplitHostPort(s)
+		if err != nil {
+			return fmt.Errorf("want host:port or :port")
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("want host:port or :port with a port from 1 to 65535")
+		}
+		*p = s
+		return nil
+	}
+}

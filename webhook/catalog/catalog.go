@@ -1,0 +1,205 @@
+package catalog
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+)
+
+//go:embed builtin/*.yaml
+var builtinFS embed.FS
+
+// Catalog is a validated, immutable set of entries by name.
+type Catalog struct {
+	entries map[string]*Entry
+}
+
+// Builtin returns the embedded entries. It fails only if an embedded file is broken, which a unit test
+// rules out; callers still report the error instead of panicking.
+func Builtin() ([]Entry, error) {
+	files, err := fs.Glob(builtinFS, "builtin/*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	entries := make([]Entry, 0, len(files))
+	for _, f := range files {
+		data, err := builtinFS.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		var e Entry
+		if err := yaml.UnmarshalStrict(data, &e); err != nil {
+			return nil, fmt.Errorf("built-in catalog entry %s: %w", path.Base(f), err)
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
+
+// New validates entries and builds a catalog. Later entries replace earlier ones of the same name, so an
+// operator's entry in the config file can replace a built-in one. Every problem is reported, each naming
+// the entry and the field.
+func New(entries ...Entry) (*Catalog, error) {
+	c := &Catalog{entries: make(map[string]*Entry, len(entries))}
+	var problems []error
+	for i := range entries {
+		e := entries[i]
+		if err := e.Validate(); err != nil {
+			problems = append(problems, err)
+			continue
+		}
+		c.entries[e.Name] = &e
+	}
+	return c, errors.Join(problems...)
+}
+
+// Get returns the entry named name.
+func (c *Catalog) Get(name string) (*Entry, bool) {
+	e, ok := c.entries[name]
+	return e, ok
+}
+
+// Names lists the entries' names, sorted.
+func (c *Catalog) Names() []string {
+	names := make([]string, 0, len(c.entries))
+	for n := range c.entries {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Validate checks an entry once, so that a pod never meets a broken one.
+func (e *Entry) Validate() error {
+	var problems []string
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if errs := validation.IsDNS1123Label(e.Name); len(errs) > 0 {
+		add("name %q: want a DNS label (%s)", e.Name, strings.Join(errs, "; "))
+	}
+	if e.Image == "" {
+		add("image: must be set")
+	}
+	seen := map[string]bool{}
+	for i, p := range e.Parameters {
+		name := e.ParamName(p)
+		where := fmt.Sprintf("parameters[%d] (%s)", i, name)
+		if name == "" {
+			add("parameters[%d]: set env or name", i)
+			continue
+		}
+		if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
+			add("%s: name: want a DNS label (%s)", where, strings.Join(errs, "; "))
+		}
+		if seen[name] {
+			add("%s: name repeats an earlier parameter", where)
+		}
+		seen[name] = true
+		switch {
+		case p.Env == "" && p.Sets == "":
+			add("%s: set env (an ENV variable of the sidecar) or sets (a pod-level setting)", where)
+		case p.Env != "" && p.Sets != "":
+			add("%s: set env or sets, not both", where)
+		case p.Sets != "":
+			if err := e.checkSets(p.Sets); err != nil {
+				add("%s: sets: %v", where, err)
+			}
+		}
+		t, ok := ParameterTypes[p.Type]
+		if !ok {
+			add("%s: type %q: want one of %s", where, p.Type, strings.Join(TypeNames(), ", "))
+			continue
+		}
+		check, err := t(p)
+		if err != nil {
+			add("%s: %v", where, err)
+			continue
+		}
+		if p.Default != "" {
+			if err := check(p.Default); err != nil {
+				add("%s: default %q: %v", where, p.Default, err)
+			}
+		}
+	}
+	for _, group := range e.RequireOneOf {
+		for _, n := range group {
+			if !seen[n] {
+				add("requireOneOf: %q is not a parameter of this entry", n)
+			}
+		}
+	}
+	_, param, err := e.Pod.shareProcessNamespaceWhen()
+	if err != nil {
+		add("%v", err)
+	} else if param != "" && !seen[param] {
+		add("pod.shareProcessNamespace: %q is not a parameter of this entry", param)
+	}
+	vols := map[string]bool{}
+	for i, v := range e.Pod.Volumes {
+		if errs := validation.IsDNS1123Label(v.Name); len(errs) > 0 {
+			add("pod.volumes[%d].name %q: want a DNS label", i, v.Name)
+		}
+		if vols[v.Name] {
+			add("pod.volumes[%d].name %q repeats an earlier volume", i, v.Name)
+		}
+		vols[v.Name] = true
+		if !path.IsAbs(v.MountPath) {
+			add("pod.volumes[%d] (%s).mountPath %q: want an absolute path", i, v.Name, v.MountPath)
+		}
+		if v.AppMountPath != "" && !path.IsAbs(v.AppMountPath) {
+			add("pod.volumes[%d] (%s).appMountPath %q: want an absolute path", i, v.Name, v.AppMountPath)
+		}
+		if v.EmptyDir == nil && v.Secret == nil && v.ConfigMap == nil && v.Projected == nil && v.DownwardAPI == nil {
+			add("pod.volumes[%d] (%s): want a source: emptyDir, secret, configMap, projected or downwardAPI", i, v.Name)
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("catalog entry %q: %s", e.Name, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// checkSets validates a pod-level parameter target: volumes.<volume>.<field>.
+func (e *Entry) checkSets(sets string) error {
+	vol, field, err := ParseSets(sets)
+	if err != nil {
+		return err
+	}
+	for _, v := range e.Pod.Volumes {
+		if v.Name != vol {
+			continue
+		}
+		switch field {
+		case "secretName":
+			if v.Secret == nil {
+				return fmt.Errorf("%q: volume %s is not a secret volume", sets, vol)
+			}
+		case "configMapName":
+			if v.ConfigMap == nil {
+				return fmt.Errorf("%q: volume %s is not a configMap volume", sets, vol)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("%q: no volume named %s in pod.volumes", sets, vol)
+}
+
+// ParseSets splits "volumes.<volume>.<field>".
+func ParseSets(sets string) (volume, field string, err error) {
+	parts := strings.Split(sets, ".")
+	if len(parts) != 3 || parts[0] != "volumes" {
+		return "", "", fmt.Errorf("%q: want volumes.<volume>.secretName, .configMapName or .appMountPath", sets)
+	}
+	switch parts[2] {
+	case "secretName", "configMapName", "appMountPath":
+		return parts[1], parts[2], nil
+	}
+	return "", "", fmt.Errorf("%q: want volumes.<volume>.secretName, .configMapName or .appMountPath", sets)
+}

@@ -1,0 +1,78 @@
+package catalog
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestBuiltinEntriesAreValid(t *testing.T) {
+	entries, err := Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"config-sync", "git-sync", "https-proxy", "shard-ambassador", "topz"}
+	c, err := New(entries...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.Names(), ","); got != strings.Join(want, ",") {
+		t.Fatalf("built-in names = %s, want %s", got, strings.Join(want, ","))
+	}
+}
+
+func TestParameterNames(t *testing.T) {
+	entries, _ := Builtin()
+	c, _ := New(entries...)
+	for _, tc := range []struct{ entry, param, env string }{
+		{"https-proxy", "proxy-port", "PROXY_PORT"},
+		{"git-sync", "repo", "GITSYNC_REPO"},
+		{"shard-ambassador", "shards", "SHARDS"},
+		{"topz", "addr", "TOPZ_ADDR"},
+	} {
+		e, _ := c.Get(tc.entry)
+		p, ok := e.Parameter(tc.param)
+		if !ok || p.Env != tc.env {
+			t.Errorf("%s.%s: got %+v, want env %s", tc.entry, tc.param, p, tc.env)
+		}
+	}
+}
+
+func TestValidateNamesTheFieldAndWhatIsAccepted(t *testing.T) {
+	bad := Entry{Name: "Bad_Name", Parameters: []Parameter{
+		{Env: "PORT", Type: "port", Default: "99999"},
+		{Env: "MODE", Type: "colour"},
+		{Name: "secret", Sets: "volumes.nope.secretName", Type: "object-name"},
+	}, Pod: PodNeeds{ShareProcessNamespace: "sometimes"}}
+	err := bad.Validate()
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, want := range []string{
+		`name "Bad_Name": want a DNS label`,
+		"image: must be set",
+		`parameters[0] (port): default "99999": want a port number from 1 to 65535`,
+		`parameters[1] (mode): type "colour": want one of`,
+		`no volume named nope`,
+		`pod.shareProcessNamespace "sometimes"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestSharesProcessNamespace(t *testing.T) {
+	entries, _ := Builtin()
+	c, _ := New(entries...)
+	cs, _ := c.Get("config-sync")
+	if cs.SharesProcessNamespace(map[string]string{"configmap": "app"}) {
+		t.Error("config-sync without reload-process should not share the PID namespace")
+	}
+	if !cs.SharesProcessNamespace(map[string]string{"reload-process": "nginx"}) {
+		t.Error("config-sync with reload-process should share the PID namespace")
+	}
+	tz, _ := c.Get("topz")
+	if !tz.SharesProcessNamespace(nil) {
+		t.Error("topz always shares the PID namespace")
+	}
+}

@@ -1,0 +1,152 @@
+package catalog
+
+import (
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/outrigger-dev/outrigger/internal/envflag"
+)
+
+// Entry is one sidecar of the catalog.
+type Entry struct {
+	// Name is the sidecar's name in the outrigger.dev/inject annotation and its annotation prefix
+	// (<name>.outrigger.dev/<parameter>). It is also the injected container's name.
+	Name string `json:"name"`
+	// Description is one line for `outrigger sidecars`.
+	Description string `json:"description"`
+	// Image is the image reference. For a built-in entry it is just the image's name, and the injector's
+	// images.registry and images.tag complete it; an entry with a '/' or ':' is used as it is.
+	Image string `json:"image"`
+	// EnvPrefix is the sidecar's own ENV prefix (e.g. GITSYNC_), dropped from the annotation names.
+	EnvPrefix string `json:"envPrefix,omitempty"`
+	// Container is the container template: ports, probes, resources, securityContext, args, base env.
+	// Name and Image are filled in by the injector.
+	Container corev1.Container `json:"container"`
+	// Parameters are what a pod may set with <name>.outrigger.dev/<parameter> annotations.
+	Parameters []Parameter `json:"parameters,omitempty"`
+	// RequireOneOf lists groups of parameter names of which at least one must be set, e.g.
+	// [[configmap, source-dir]]: config-sync needs either a ConfigMap or a source directory.
+	RequireOneOf [][]string `json:"requireOneOf,omitempty"`
+	// Pod is what the sidecar needs from the pod.
+	Pod PodNeeds `json:"pod,omitempty"`
+}
+
+// Parameter is one annotation a pod may set for a sidecar.
+type Parameter struct {
+	// Name is the annotation's parameter name. For an ENV parameter it is derived from Env (lower kebab
+	// case without EnvPrefix) when empty; a non-ENV parameter must name itself.
+	Name string `json:"name,omitempty"`
+	// Env is the sidecar's ENV variable this parameter sets. Empty for a pod-level parameter (see Sets).
+	Env string `json:"env,omitempty"`
+	// Sets names the pod-level setting a non-ENV parameter controls: "volumes.<volume>.secretName",
+	// "volumes.<volume>.configMapName" or "volumes.<volume>.appMountPath".
+	Sets string `json:"sets,omitempty"`
+	// Default is the value the sidecar uses when the parameter is not set (documentation, and for an ENV
+	// parameter the binary's own default: a test keeps them equal).
+	Default string `json:"default,omitempty"`
+	// Type says which values are accepted (see ParameterTypes).
+	Type string `json:"type"`
+	// Values are the accepted values of an enum.
+	Values []string `json:"values,omitempty"`
+	// Min and Max bound an int; Min bounds a duration (as a duration string).
+	Min string `json:"min,omitempty"`
+	Max string `json:"max,omitempty"`
+	// Required parameters must be set by every pod that asks for the sidecar.
+	Required bool `json:"required,omitempty"`
+	// Doc is one line for `outrigger sidecars` and denial messages.
+	Doc string `json:"doc"`
+}
+
+// PodNeeds is what a sidecar needs from the pod it is injected into.
+type PodNeeds struct {
+	// ShareProcessNamespace sets spec.shareProcessNamespace: "always", or "when <parameter> is set".
+	ShareProcessNamespace string `json:"shareProcessNamespace,omitempty"`
+	// Volumes are added to the pod (unless a volume of that name is already there) and mounted.
+	Volumes []Volume `json:"volumes,omitempty"`
+}
+
+// Volume is a pod volume the sidecar brings, mounted into the sidecar and optionally into the app.
+type Volume struct {
+	// Name is the pod volume's name; prefix it with "outrigger-" to stay clear of the app's names.
+	Name string `json:"name"`
+	// VolumeSource is the volume's source (emptyDir, secret, configMap...). A secretName/configMap name
+	// may be left empty when a parameter sets it.
+	corev1.VolumeSource `json:",inline"`
+	// MountPath is where the sidecar sees the volume.
+	MountPath string `json:"mountPath"`
+	// ReadOnly mounts it read-only in the sidecar.
+	ReadOnly bool `json:"readOnly,omitempty"`
+	// AppMountPath mounts the volume into every app container there ("" = not into the app).
+	AppMountPath string `json:"appMountPath,omitempty"`
+	// AppReadOnly mounts it read-only in the app containers.
+	AppReadOnly bool `json:"appReadOnly,omitempty"`
+}
+
+// ParamName is the annotation parameter name of p within e.
+func (e *Entry) ParamName(p Parameter) string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return envflag.KebabName(p.Env, e.EnvPrefix)
+}
+
+// Parameter returns the parameter named name.
+func (e *Entry) Parameter(name string) (Parameter, bool) {
+	for _, p := range e.Parameters {
+		if e.ParamName(p) == name {
+			return p, true
+		}
+	}
+	return Parameter{}, false
+}
+
+// ParamNames lists the entry's parameter names in catalog order, for "accepted: ..." messages.
+func (e *Entry) ParamNames() []string {
+	names := make([]string, 0, len(e.Parameters))
+	for _, p := range e.Parameters {
+		names = append(names, e.ParamName(p))
+	}
+	return names
+}
+
+// AnnotationPrefix is "<name>.outrigger.dev/".
+func (e *Entry) AnnotationPrefix() string { return e.Name + "." + Domain + "/" }
+
+// Domain is the annotation domain.
+const Domain = "outrigger.dev"
+
+// shareProcessNamespaceWhen parses PodNeeds.ShareProcessNamespace: always, or the parameter it depends on.
+func (n PodNeeds) shareProcessNamespaceWhen() (always bool, param string, err error) {
+	s := strings.TrimSpace(n.ShareProcessNamespace)
+	switch {
+	case s == "":
+		return false, "", nil
+	case s == "always":
+		return true, "", nil
+	case strings.HasPrefix(s, "when ") && strings.HasSuffix(s, " is set"):
+		return false, strings.TrimSuffix(strings.TrimPrefix(s, "when "), " is set"), nil
+	}
+	return false, "", fmt.Errorf(`pod.shareProcessNamespace %q: want "always" or "when <parameter> is set"`, s)
+}
+
+// SharesProcessNamespace reports whether the pod needs a shared PID namespace given the parameter values
+// the pod set (by parameter name).
+func (e *Entry) SharesProcessNamespace(values map[string]string) bool {
+	always, param, err := e.Pod.shareProcessNamespaceWhen()
+	if err != nil {
+		return false // refused by Validate before any pod is seen
+	}
+	if always {
+		return true
+	}
+	if param == "" {
+		return false
+	}
+	if v, ok := values[param]; ok {
+		return v != ""
+	}
+	p, _ := e.Parameter(param)
+	return p.Default != ""
+}

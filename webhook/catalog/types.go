@@ -1,0 +1,137 @@
+package catalog
+
+import (
+	"fmt"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/outrigger-dev/outrigger/internal/envflag"
+)
+
+// parameterType checks a value and says what is accepted. ENV types reuse the sidecars' own parsers
+// (internal/envflag), so that the webhook refuses exactly what the sidecar binary would refuse at start.
+type parameterType func(p Parameter) (func(string) error, error)
+
+// ParameterTypes are the accepted values of Parameter.Type.
+var ParameterTypes = map[string]parameterType{
+	"string": func(Parameter) (func(string) error, error) {
+		var s string
+		return envflag.String(&s), nil
+	},
+	"bool": func(Parameter) (func(string) error, error) {
+		var b bool
+		return envflag.Bool(&b), nil
+	},
+	"port": func(Parameter) (func(string) error, error) {
+		var n int
+		return envflag.Port(&n), nil
+	},
+	"int": func(p Parameter) (func(string) error, error) {
+		min, max := 0, int(^uint(0)>>1)
+		var err error
+		if p.Min != "" {
+			if min, err = strconv.Atoi(p.Min); err != nil {
+				return nil, fmt.Errorf("min %q: want a whole number", p.Min)
+			}
+		}
+		if p.Max != "" {
+			if max, err = strconv.Atoi(p.Max); err != nil {
+				return nil, fmt.Errorf("max %q: want a whole number", p.Max)
+			}
+		}
+		var n int
+		return envflag.Int(&n, min, max), nil
+	},
+	"duration": func(p Parameter) (func(string) error, error) {
+		min, err := minDuration(p)
+		var d time.Duration
+		return envflag.Duration(&d, min), err
+	},
+	"seconds-or-duration": func(p Parameter) (func(string) error, error) {
+		min, err := minDuration(p)
+		var d time.Duration
+		return envflag.SecondsOrDuration(&d, min), err
+	},
+	"enum": func(p Parameter) (func(string) error, error) {
+		if len(p.Values) == 0 {
+			return nil, fmt.Errorf("an enum needs values")
+		}
+		var s string
+		return envflag.OneOf(&s, p.Values...), nil
+	},
+	"list": func(Parameter) (func(string) error, error) {
+		var l []string
+		return envflag.List(&l), nil
+	},
+	"host-port": func(Parameter) (func(string) error, error) {
+		var s string
+		return envflag.HostPort(&s), nil
+	},
+	"absolute-path": func(Parameter) (func(string) error, error) {
+		return func(s string) error {
+			if !path.IsAbs(s) || path.Clean(s) != s || strings.ContainsAny(s, ":") {
+				return fmt.Errorf("want a clean absolute path such as /etc/app")
+			}
+			return nil
+		}, nil
+	},
+	"object-name": func(Parameter) (func(string) error, error) {
+		return func(s string) error {
+			if errs := validation.IsDNS1123Subdomain(s); len(errs) > 0 {
+				return fmt.Errorf("want a Kubernetes object name (%s)", strings.Join(errs, "; "))
+			}
+			return nil
+		}, nil
+	},
+	"url": func(Parameter) (func(string) error, error) {
+		return func(s string) error {
+			if !strings.Contains(s, "://") {
+				return fmt.Errorf("want a URL such as https://host/path")
+			}
+			return nil
+		}, nil
+	},
+}
+
+func minDuration(p Parameter) (time.Duration, error) {
+	if p.Min == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(p.Min)
+	if err != nil {
+		return 0, fmt.Errorf("min %q: want a duration", p.Min)
+	}
+	return d, nil
+}
+
+// TypeNames lists the accepted parameter types.
+func TypeNames() []string {
+	names := make([]string, 0, len(ParameterTypes))
+	for n := range ParameterTypes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Check validates value for p and returns an error that says what is accepted. The empty string is
+// accepted for a parameter that is not required: it means "the sidecar's default".
+func (p Parameter) Check(value string) error {
+	t, ok := ParameterTypes[p.Type]
+	if !ok {
+		return fmt.Errorf("parameter type %q is unknown", p.Type)
+	}
+	check, err := t(p)
+	if err != nil {
+		return err
+	}
+	if value == "" && !p.Required {
+		return nil
+	}
+	return check(value)
+}
