@@ -1,0 +1,72 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/outrigger-dev/outrigger/webhook/config"
+	"github.com/outrigger-dev/outrigger/webhook/manifests"
+)
+
+func injectCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("outrigger inject", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("f", "", "manifest file to read, or - for standard input (required)")
+	configFile := fs.String("config", "", "the injector's config file (default: the built-in defaults)")
+	namespace := fs.String("namespace", "default", "namespace for objects that name none")
+	nsAnnotation := fs.String("namespace-inject", "", "stand-in for the namespace's outrigger.dev/inject annotation")
+	quiet := fs.Bool("q", false, "do not print decisions and warnings to standard error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *file == "" {
+		fmt.Fprintln(stderr, "outrigger inject: -f is required: a manifest file, or - for standard input")
+		return 2
+	}
+	cfg, err := config.Load(*configFile, "")
+	if err != nil {
+		fmt.Fprintf(stderr, "outrigger inject: %v\n", err)
+		return 1
+	}
+	in := stdin
+	if *file != "-" {
+		f, err := os.Open(*file)
+		if err != nil {
+			fmt.Fprintf(stderr, "outrigger inject: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		in = f
+	}
+	opts := manifests.Options{Config: cfg, Namespace: *namespace}
+	if *nsAnnotation != "" {
+		opts.NamespaceAnnotations = map[string]string{"outrigger.dev/inject": *nsAnnotation}
+	}
+	report, err := manifests.Inject(in, stdout, opts)
+	if report != nil && !*quiet {
+		for _, o := range report.Objects {
+			for _, d := range o.Decisions {
+				name := d.Sidecar
+				if name == "" {
+					name = "pod"
+				}
+				fmt.Fprintf(stderr, "%s %s/%s: %s: %s\n", o.Kind, o.Namespace, o.Name, name, d.Message)
+			}
+			for _, w := range o.Warnings {
+				fmt.Fprintf(stderr, "%s %s/%s: warning: %s\n", o.Kind, o.Namespace, o.Name, strings.TrimPrefix(w, "outrigger: "))
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "outrigger inject: nothing written:\n%v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,43 @@
+// Command outrigger is Outrigger's CLI. `outrigger inject` injects sidecars into manifests offline, with
+// the webhook's own injection core and config file (like istioctl kube-inject); `outrigger sidecars`
+// prints the catalog with every parameter.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+var version = "dev"
+
+const usage = `Usage:
+  outrigger inject -f FILE|- [--config FILE] [--namespace NS]   inject sidecars into manifests
+  outrigger sidecars [--config FILE] [-o text|yaml]              print the catalog and its parameters
+  outrigger version
+Run "outrigger COMMAND --help" for a command's flags.
+`
+
+func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
+
+// run executes one command and returns the process exit code: 0 done, 1 refused or failed, 2 bad usage.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "inject":
+		return injectCommand(args[1:], stdin, stdout, stderr)
+	case "sidecars":
+		return sidecarsCommand(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, version)
+		return 0
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "outrigger: unknown command %q; accepted: inject, sidecars, version\n%s", args[0], usage)
+	return 2
+}

@@ -1,0 +1,192 @@
+// Package config is the injector's configuration file: cluster-wide default sidecars, excluded namespaces,
+// the sidecar mode, the images, and operators' own catalog entries. The webhook and the CLI read the same
+// file through Load, so that `outrigger inject` shows exactly what the webhook would do.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+
+	"github.com/outrigger-dev/outrigger/webhook/catalog"
+)
+
+// Sidecar modes.
+const (
+	// ModeNative injects sidecars as initContainers with restartPolicy: Always (Kubernetes 1.29+): they start
+	// before the app and do not keep a Job from completing.
+	ModeNative = "native"
+	// ModeContainers injects sidecars as ordinary containers, for clusters older than 1.29.
+	ModeContainers = "containers"
+)
+
+// File is the YAML file as written by an operator (the Helm chart renders it into a ConfigMap).
+type File struct {
+	// Defaults are sidecars injected into every pod, except in excluded namespaces and opted-out pods.
+	Defaults []string `json:"defaults,omitempty"`
+	// ExcludedNamespaces are never injected (kube-system, kube-public and the injector's own namespace
+	// never are, whatever this says).
+	ExcludedNamespaces []string `json:"excludedNamespaces,omitempty"`
+	// SidecarMode is native (default) or containers.
+	SidecarMode string `json:"sidecarMode,omitempty"`
+	// InjectHostNetwork injects into hostNetwork pods too (default false: their ports are the node's).
+	InjectHostNetwork bool `json:"injectHostNetwork,omitempty"`
+	// Images completes the built-in entries' image names.
+	Images Images `json:"images,omitempty"`
+	// Sidecars are the operator's catalog entries, added to (or replacing) the built-in ones by name.
+	Sidecars []catalog.Entry `json:"sidecars,omitempty"`
+}
+
+// Images says where the built-in sidecars' images come from.
+type Images struct {
+	// Registry prefixes a built-in entry's image name, e.g. ghcr.io/outrigger-dev.
+	Registry string `json:"registry,omitempty"`
+	// Tag is the built-in images' tag.
+	Tag string `json:"tag,omitempty"`
+	// PullPolicy is the injected containers' imagePullPolicy (default IfNotPresent).
+	PullPolicy corev1.PullPolicy `json:"pullPolicy,omitempty"`
+	// Overrides maps a sidecar's name to a full image reference, e.g. to pin a digest.
+	Overrides map[string]string `json:"overrides,omitempty"`
+}
+
+// Defaults used when the file leaves them out.
+const (
+	DefaultRegistry = "ghcr.io/outrigger-dev"
+	DefaultTag      = "0.1.0"
+)
+
+// Config is a validated configuration with its catalog, ready for injection. It is immutable: a reload
+// builds a new one.
+type Config struct {
+	File
+	// InjectorNamespace is never injected (the webhook must not depend on itself).
+	InjectorNamespace string
+	Catalog           *catalog.Catalog
+}
+
+// AlwaysExcluded are namespaces never injected, whatever the configuration says.
+var AlwaysExcluded = []string{"kube-system", "kube-public"}
+
+// Load reads and validates the file at path; an empty path means the embedded defaults only.
+func Load(path, injectorNamespace string) (*Config, error) {
+	var data []byte
+	if path != "" {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return nil, fmt.Errorf("reading the config file: %w", err)
+		}
+	}
+	cfg, err := Parse(data, injectorNamespace)
+	if err != nil && path != "" {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return cfg, err
+}
+
+// Parse decodes strictly (an unknown key is an error that names it) and validates.
+func Parse(data []byte, injectorNamespace string) (*Config, error) {
+	var f File
+	if err := yaml.UnmarshalStrict(data, &f); err != nil {
+		return nil, err
+	}
+	return New(f, injectorNamespace)
+}
+
+// New validates f and builds its catalog: the built-in entries, then f.Sidecars.
+func New(f File, injectorNamespace string) (*Config, error) {
+	if f.SidecarMode == "" {
+		f.SidecarMode = ModeNative
+	}
+	if f.Images.Registry == "" {
+		f.Images.Registry = DefaultRegistry
+	}
+	if f.Images.Tag == "" {
+		f.Images.Tag = DefaultTag
+	}
+	if f.Images.PullPolicy == "" {
+		f.Images.PullPolicy = corev1.PullIfNotPresent
+	}
+	var problems []error
+	switch f.SidecarMode {
+	case ModeNative, ModeContainers:
+	default:
+		problems = append(problems, fmt.Errorf("sidecarMode %q: want %s or %s", f.SidecarMode, ModeNative, ModeContainers))
+	}
+	switch f.Images.PullPolicy {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		problems = append(problems, fmt.Errorf("images.pullPolicy %q: want Always, IfNotPresent or Never", f.Images.PullPolicy))
+	}
+	for i, ns := range f.ExcludedNamespaces {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			problems = append(problems, fmt.Errorf("excludedNamespaces[%d] %q: want a namespace name (%s)", i, ns, strings.Join(errs, "; ")))
+		}
+	}
+	builtin, err := catalog.Builtin()
+	if err != nil {
+		return nil, err
+	}
+	cat, err := catalog.New(append(builtin, f.Sidecars...)...)
+	if err != nil {
+		problems = append(problems, fmt.Errorf("sidecars: %w", err))
+	}
+	for name := range f.Images.Overrides {
+		if _, ok := cat.Get(name); !ok {
+			problems = append(problems, fmt.Errorf("images.overrides: %q is not a sidecar; accepted: %s", name, strings.Join(cat.Names(), ", ")))
+		}
+	}
+	for i, name := range f.Defaults {
+		e, ok := cat.Get(name)
+		if !ok {
+			problems = append(problems, fmt.Errorf("defaults[%d] %q: not a sidecar; accepted: %s", i, name, strings.Join(cat.Names(), ", ")))
+			continue
+		}
+		// A default is injected into pods that say nothing: it cannot need a parameter only a pod can give.
+		for _, p := range e.Parameters {
+			if p.Required {
+				problems = append(problems, fmt.Errorf("defaults[%d] %q: it needs the parameter %s, which a pod that says nothing cannot give", i, name, e.ParamName(p)))
+			}
+		}
+		if len(e.RequireOneOf) > 0 {
+			problems = append(problems, fmt.Errorf("defaults[%d] %q: it needs one of %v, which a pod that says nothing cannot give", i, name, e.RequireOneOf))
+		}
+	}
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
+	}
+	return &Config{File: f, InjectorNamespace: injectorNamespace, Catalog: cat}, nil
+}
+
+// Excluded reports whether namespace ns is never injected, and why.
+func (c *Config) Excluded(ns string) (bool, string) {
+	for _, n := range AlwaysExcluded {
+		if ns == n {
+			return true, "namespace " + ns + " is never injected"
+		}
+	}
+	if ns != "" && ns == c.InjectorNamespace {
+		return true, "namespace " + ns + " is the injector's own"
+	}
+	for _, n := range c.ExcludedNamespaces {
+		if ns == n {
+			return true, "namespace " + ns + " is excluded in the injector's config"
+		}
+	}
+	return false, ""
+}
+
+// Image is the image reference for entry e.
+func (c *Config) Image(e *catalog.Entry) string {
+	if img, ok := c.Images.Overrides[e.Name]; ok {
+		return img
+	}
+	if strings.ContainsAny(e.Image, "/:") {
+		return e.Image
+	}
+	return strings.TrimSuffix(c.Images.Registry, "/") + "/" + e.Image + ":" + c.Images.Tag
+}

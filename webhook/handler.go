@@ -1,0 +1,100 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/outrigger-dev/outrigger/webhook/config"
+	"github.com/outrigger-dev/outrigger/webhook/inject"
+)
+
+// Injector is the admission handler for pods.
+type Injector struct {
+	// Config returns the configuration in force (it is reloaded behind this function).
+	Config func() *config.Config
+	// Namespaces looks up the pod's namespace; nil means namespace defaults are not used.
+	Namespaces NamespaceLookup
+	// Metrics records decisions; nil records nothing.
+	Metrics *Metrics
+	// Log gets one line per denial or error (never the pod's content).
+	Log logr.Logger
+}
+
+var _ admission.Handler = (*Injector)(nil)
+
+// Handle implements admission.Handler.
+func (i *Injector) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	resp, res := i.handle(ctx, req)
+	if i.Metrics != nil {
+		i.Metrics.observe(resp, res, time.Since(start))
+	}
+	if !resp.Allowed {
+		msg := ""
+		if resp.Result != nil {
+			msg = resp.Result.Message
+		}
+		i.Log.Info("pod not admitted", "uid", req.UID, "namespace", req.Namespace, "name", req.Name, "reason", msg)
+	}
+	return resp
+}
+
+func (i *Injector) handle(ctx context.Context, req admission.Request) (admission.Response, *inject.Result) {
+	if req.Kind.Group != "" || req.Kind.Kind != "Pod" {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("outrigger injects Pods only, got %s %s (check the rules of the MutatingWebhookConfiguration)", req.Kind.Group+"/"+req.Kind.Version, req.Kind.Kind)), nil
+	}
+	if req.Operation != admissionv1.Create {
+		return admission.Allowed("outrigger injects on CREATE only"), nil
+	}
+	if len(req.Object.Raw) == 0 {
+		return admission.Errored(http.StatusBadRequest, errors.New("the admission request has no object")), nil
+	}
+	var pod corev1.Pod
+	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), nil
+	}
+	in := inject.Input{Pod: &pod, Namespace: req.Namespace, Config: i.Config()}
+	var warnings []string
+	if i.Namespaces != nil {
+		labels, annotations, err := i.Namespaces.Lookup(ctx, req.Namespace)
+		if err != nil {
+			// Injection still happens from the pod's own annotations and the cluster defaults; the user is
+			// told that the namespace's default could not be read.
+			warnings = append(warnings, fmt.Sprintf("outrigger: namespace %s could not be read (%v); its defaults were not applied", req.Namespace, err))
+		}
+		in.NamespaceLabels, in.NamespaceAnnotations = labels, annotations
+	}
+	res, err := inject.Inject(in)
+	var denied *inject.DeniedError
+	switch {
+	case errors.As(err, &denied):
+		return admission.Denied(denied.Error()), nil
+	case err != nil:
+		return admission.Errored(http.StatusInternalServerError, err), nil
+	}
+	warnings = append(warnings, res.Warnings...)
+	if !res.Changed {
+		return admission.Allowed("").WithWarnings(warnings...), res
+	}
+	// Diff the typed original against the typed result, not the raw request: the patch then holds only
+	// what injection changed, and never drops a field this binary's API types do not know.
+	original, err := json.Marshal(&pod)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the pod: %w", err)), res
+	}
+	mutated, err := json.Marshal(res.Pod)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the injected pod: %w", err)), res
+	}
+	resp := admission.PatchResponseFromRaw(original, mutated)
+	return resp.WithWarnings(warnings...), res
+}

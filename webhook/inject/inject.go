@@ -1,0 +1,210 @@
+package inject
+
+import (
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+
+	"github.com/outrigger-dev/outrigger/webhook/config"
+)
+
+// Input is everything Inject looks at.
+type Input struct {
+	// Pod is the pod as submitted; Inject does not modify it.
+	Pod *corev1.Pod
+	// Namespace is the pod's namespace (on CREATE the pod's own field may still be empty).
+	Namespace string
+	// NamespaceLabels and NamespaceAnnotations are the namespace's, or nil when unknown (the CLI).
+	NamespaceLabels      map[string]string
+	NamespaceAnnotations map[string]string
+	// Config is the injector's configuration with its catalog.
+	Config *config.Config
+}
+
+// Actions of a Decision.
+const (
+	ActionInjected = "injected"
+	ActionPresent  = "already-present"
+	ActionSkipped  = "skipped"
+)
+
+// Skip reasons (the values of the skips metric's reason label).
+const (
+	ReasonNamespaceExcluded  = "namespace-excluded"
+	ReasonPodOptedOut        = "pod-opted-out"
+	ReasonNamespaceOptedOut  = "namespace-opted-out"
+	ReasonHostNetwork        = "host-network"
+	ReasonNothingRequested   = "nothing-requested"
+	ReasonDefaultsOptedOut   = "defaults-opted-out"
+	ReasonAlreadyInjected    = "already-injected"
+	ReasonRequested          = "requested"
+	ReasonNoDefaultsToInject = "no-defaults"
+)
+
+// Decision is one thing Inject decided, for logs, metrics and the CLI's report.
+type Decision struct {
+	// Sidecar is the sidecar concerned, or "" for the whole pod.
+	Sidecar string `json:"sidecar,omitempty"`
+	// Action is injected, already-present or skipped.
+	Action string `json:"action"`
+	// Reason is a short machine-readable reason (see the Reason constants, or a Source for injections).
+	Reason string `json:"reason"`
+	// Message says it for a person.
+	Message string `json:"message"`
+}
+
+// Result is the outcome of a successful Inject.
+type Result struct {
+	// Pod is the mutated copy (a copy even when nothing changed).
+	Pod *corev1.Pod
+	// Changed reports whether Pod differs from the input.
+	Changed bool
+	// Decisions lists what was decided, per sidecar or for the pod.
+	Decisions []Decision
+	// Warnings are for the user (admission warnings, CLI stderr): things they would want to know.
+	Warnings []string
+}
+
+// Injected lists the sidecars injected by this call.
+func (r *Result) Injected() []string {
+	var names []string
+	for _, d := range r.Decisions {
+		if d.Action == ActionInjected {
+			names = append(names, d.Sidecar)
+		}
+	}
+	return names
+}
+
+// DeniedError means the pod's request cannot be honoured: every problem is listed, each naming the
+// annotation, the bad value and what is accepted. The webhook turns it into a denial.
+type DeniedError struct {
+	Problems []string
+}
+
+func (e *DeniedError) Error() string {
+	return "outrigger: " + strings.Join(e.Problems, "; ")
+}
+
+// Inject decides which sidecars the pod gets and adds them. It returns *DeniedError when the pod's
+// annotations are wrong, and never a partially mutated pod.
+func Inject(in Input) (*Result, error) {
+	if in.Pod == nil || in.Config == nil {
+		return nil, fmt.Errorf("inject: pod and config are required")
+	}
+	cfg := in.Config
+	pod := in.Pod.DeepCopy()
+	res := &Result{Pod: pod}
+	skip := func(reason, msg string, warn bool) (*Result, error) {
+		res.Decisions = append(res.Decisions, Decision{Action: ActionSkipped, Reason: reason, Message: msg})
+		if warn {
+			res.Warnings = append(res.Warnings, "outrigger: "+msg)
+		}
+		return res, nil
+	}
+	_, podAsks := pod.Annotations[AnnotationInject]
+
+	if excluded, why := cfg.Excluded(in.Namespace); excluded {
+		return skip(ReasonNamespaceExcluded, why+"; no sidecar injected", podAsks)
+	}
+	if pod.Labels[LabelInjection] == LabelInjectionDisabled {
+		return skip(ReasonPodOptedOut, "pod is labelled "+LabelInjection+"="+LabelInjectionDisabled, podAsks)
+	}
+	if in.NamespaceLabels[LabelInjection] == LabelInjectionDisabled {
+		return skip(ReasonNamespaceOptedOut, "namespace "+in.Namespace+" is labelled "+LabelInjection+"="+LabelInjectionDisabled, podAsks)
+	}
+
+	req, problems := resolveRequest(pod, in, cfg)
+	if len(problems) > 0 {
+		return nil, &DeniedError{Problems: problems}
+	}
+	for _, sidecar := range sortedKeysOf(req.params) {
+		if !contains(req.sidecars, sidecar) {
+			for _, name := range sortedKeys(req.params[sidecar]) {
+				res.Warnings = append(res.Warnings, fmt.Sprintf("outrigger: annotation %s has no effect: %s is not injected into this pod", req.paramKeys[sidecar][name], sidecar))
+			}
+		}
+	}
+	if len(req.sidecars) == 0 {
+		return skip(req.source, describeEmpty(req.source), false)
+	}
+	if pod.Spec.HostNetwork && !cfg.InjectHostNetwork {
+		return skip(ReasonHostNetwork, fmt.Sprintf("pod uses hostNetwork; %s not injected (set injectHostNetwork in the injector's config to allow it)", strings.Join(req.sidecars, ", ")), true)
+	}
+
+	b := &builder{pod: pod, cfg: cfg, mode: req.mode}
+	for _, name := range req.sidecars {
+		e, _ := cfg.Catalog.Get(name)
+		if b.present(name) {
+			res.Decisions = append(res.Decisions, Decision{Sidecar: name, Action: ActionPresent, Reason: ReasonAlreadyInjected,
+				Message: fmt.Sprintf("%s is already in the pod", name)})
+			b.used = append(b.used, e)
+			continue
+		}
+		b.add(e, req.params[name], req.paramKeys[name])
+		res.Decisions = append(res.Decisions, Decision{Sidecar: name, Action: ActionInjected, Reason: req.source,
+			Message: fmt.Sprintf("%s injected (%s, from the %s)", name, req.mode, strings.ReplaceAll(req.source, "-", " "))})
+	}
+	if len(b.problems) > 0 {
+		return nil, &DeniedError{Problems: b.problems}
+	}
+	b.commit()
+	res.Warnings = append(res.Warnings, b.warnings...)
+	setStatus(pod, b.used, cfg)
+	res.Changed = !equality.Semantic.DeepEqual(in.Pod, pod)
+	return res, nil
+}
+
+// resolveRequest picks the sidecar list (pod annotation, else namespace annotation, else cluster defaults)
+// and checks every Outrigger annotation of the pod.
+func resolveRequest(pod *corev1.Pod, in Input, cfg *config.Config) (request, []string) {
+	params, keys, mode, problems := parsePodAnnotations(pod.Annotations, cfg)
+	req := request{params: params, paramKeys: keys, mode: mode}
+	if v, ok := pod.Annotations[AnnotationInject]; ok {
+		names, optOut, useDefaults, p := parseInjectList("pod annotation", v, cfg.Catalog)
+		problems = append(problems, p...)
+		switch {
+		case optOut:
+			req.source = ReasonDefaultsOptedOut
+			return req, problems
+		case !useDefaults:
+			req.sidecars, req.source = names, SourcePod
+			return req, problems
+		}
+	}
+	if v, ok := in.NamespaceAnnotations[AnnotationInject]; ok {
+		names, optOut, useDefaults, p := parseInjectList("namespace "+in.Namespace+" annotation", v, cfg.Catalog)
+		problems = append(problems, p...)
+		switch {
+		case optOut:
+			req.source = ReasonDefaultsOptedOut
+			return req, problems
+		case !useDefaults:
+			req.sidecars, req.source = names, SourceNamespace
+			return req, problems
+		}
+	}
+	req.sidecars, req.source = cfg.Defaults, SourceCluster
+	if len(req.sidecars) == 0 {
+		req.source = ReasonNothingRequested
+	}
+	return req, problems
+}
+
+func describeEmpty(source string) string {
+	if source == ReasonDefaultsOptedOut {
+		return "pod or namespace opted out with " + AnnotationInject + "=none"
+	}
+	return "no sidecar requested and no cluster-wide default"
+}
+
+func sortedKeysOf[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sortStrings(keys)
+	return keys
+}

@@ -1,0 +1,266 @@
+package inject
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/outrigger-dev/outrigger/webhook/catalog"
+	"github.com/outrigger-dev/outrigger/webhook/config"
+)
+
+// builder adds sidecars to a pod copy. Problems are collected; nothing is committed to the pod's container
+// lists until commit, which Inject calls only when there is no problem.
+type builder struct {
+	pod      *corev1.Pod
+	cfg      *config.Config
+	mode     string
+	pending  []corev1.Container
+	used     []*catalog.Entry
+	problems []string
+	warnings []string
+}
+
+// present reports whether a container of that name is already in the pod (injected earlier, by a previous
+// invocation, or written by the user): it is never added twice.
+func (b *builder) present(name string) bool {
+	for _, list := range [][]corev1.Container{b.pod.Spec.InitContainers, b.pod.Spec.Containers} {
+		for _, c := range list {
+			if c.Name == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (b *builder) problem(format string, args ...any) {
+	b.problems = append(b.problems, fmt.Sprintf(format, args...))
+}
+
+// add builds e's container from its template and the pod's parameter values, and adds what the pod needs.
+func (b *builder) add(e *catalog.Entry, values, keys map[string]string) {
+	c := e.Container.DeepCopy()
+	c.Name = e.Name
+	c.Image = b.cfg.Image(e)
+	c.ImagePullPolicy = b.cfg.Images.PullPolicy
+
+	for _, p := range e.Parameters {
+		if p.Required && values[e.ParamName(p)] == "" {
+			b.problem("sidecar %s needs the annotation %s%s (%s)", e.Name, e.AnnotationPrefix(), e.ParamName(p), p.Doc)
+		}
+	}
+	for _, group := range e.RequireOneOf {
+		set := false
+		for _, name := range group {
+			set = set || values[name] != ""
+		}
+		if !set {
+			keys := make([]string, len(group))
+			for i, name := range group {
+				keys[i] = e.AnnotationPrefix() + name
+			}
+			b.problem("sidecar %s needs one of the annotations %s", e.Name, strings.Join(keys, ", "))
+		}
+	}
+	for _, p := range e.Parameters {
+		v := values[e.ParamName(p)]
+		if p.Env == "" || v == "" {
+			continue
+		}
+		setEnv(c, p.Env, v)
+		movePort(c, p, v)
+	}
+	for _, v := range e.Pod.Volumes {
+		b.addVolume(e, c, v, values, keys)
+	}
+	if e.SharesProcessNamespace(values) {
+		if sp := b.pod.Spec.ShareProcessNamespace; sp != nil && !*sp {
+			b.problem("sidecar %s needs a shared PID namespace, but the pod sets spec.shareProcessNamespace: false; remove that field or drop %s", e.Name, e.Name)
+		} else if b.pod.Spec.HostPID {
+			b.warnings = append(b.warnings, fmt.Sprintf("outrigger: %s sees the node's processes: the pod uses hostPID", e.Name))
+		} else {
+			t := true
+			b.pod.Spec.ShareProcessNamespace = &t
+		}
+	}
+	if b.mode == config.ModeNative {
+		always := corev1.ContainerRestartPolicyAlways
+		c.RestartPolicy = &always
+	} else {
+		c.RestartPolicy = nil
+	}
+	b.warnPortConflicts(c)
+	b.pending = append(b.pending, *c)
+	b.used = append(b.used, e)
+}
+
+// addVolume adds e's volume v to the pod (unless one of that name is there), mounts it into the sidecar,
+// and, when it has an app mount path, into every app container.
+func (b *builder) addVolume(e *catalog.Entry, c *corev1.Container, v catalog.Volume, values, keys map[string]string) {
+	vol := corev1.Volume{Name: v.Name, VolumeSource: *v.VolumeSource.DeepCopy()}
+	appPath, appPathKey := v.AppMountPath, ""
+	for _, p := range e.Parameters {
+		if p.Sets == "" {
+			continue
+		}
+		volName, field, _ := catalog.ParseSets(p.Sets)
+		value := values[e.ParamName(p)]
+		if volName != v.Name || value == "" {
+			continue
+		}
+		switch field {
+		case "secretName":
+			vol.Secret.SecretName = value
+		case "configMapName":
+			vol.ConfigMap.Name = value
+		case "appMountPath":
+			appPath, appPathKey = value, keys[e.ParamName(p)]
+		}
+	}
+	if vol.Secret != nil && vol.Secret.SecretName == "" || vol.ConfigMap != nil && vol.ConfigMap.Name == "" {
+		b.problem("sidecar %s: volume %s has no source name: set the parameter that names it (%s)", e.Name, v.Name, strings.Join(e.ParamNames(), ", "))
+		return
+	}
+	if !hasVolume(b.pod, v.Name) {
+		b.pod.Spec.Volumes = append(b.pod.Spec.Volumes, vol)
+	}
+	if !hasMount(c, v.Name) {
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: v.Name, MountPath: v.MountPath, ReadOnly: v.ReadOnly})
+	}
+	if appPath == "" {
+		return
+	}
+	for i := range b.pod.Spec.Containers {
+		app := &b.pod.Spec.Containers[i]
+		if _, isSidecar := b.cfg.Catalog.Get(app.Name); isSidecar || hasMount(app, v.Name) {
+			continue
+		}
+		if m := mountAt(app, appPath); m != nil {
+			hint := "choose another path with the annotation " + e.AnnotationPrefix() + "mount-path"
+			if appPathKey != "" {
+				hint = "choose another path in " + appPathKey
+			}
+			b.problem("container %s already mounts volume %s at %s, where %s would mount its volume %s; %s", app.Name, m.Name, appPath, e.Name, v.Name, hint)
+			continue
+		}
+		app.VolumeMounts = append(app.VolumeMounts, corev1.VolumeMount{Name: v.Name, MountPath: appPath, ReadOnly: v.AppReadOnly})
+	}
+}
+
+// commit puts the pending sidecars into the pod: as the first init containers in native mode (so they run
+// before the app's own init containers, which may need them), or after the app containers.
+func (b *builder) commit() {
+	if len(b.pending) == 0 {
+		return
+	}
+	if b.mode == config.ModeNative {
+		b.pod.Spec.InitContainers = append(append([]corev1.Container{}, b.pending...), b.pod.Spec.InitContainers...)
+		return
+	}
+	b.pod.Spec.Containers = append(b.pod.Spec.Containers, b.pending...)
+}
+
+// warnPortConflicts warns when the sidecar declares a port another container declares too: one of them
+// would fail to bind in the shared network namespace.
+func (b *builder) warnPortConflicts(c *corev1.Container) {
+	lists := [][]corev1.Container{b.pod.Spec.InitContainers, b.pod.Spec.Containers, b.pending}
+	for _, p := range c.Ports {
+		for _, list := range lists {
+			for _, other := range list {
+				for _, op := range other.Ports {
+					if op.ContainerPort == p.ContainerPort && (op.Protocol == p.Protocol || op.Protocol == "" || p.Protocol == "") {
+						b.warnings = append(b.warnings, fmt.Sprintf("outrigger: %s listens on port %d, which container %s declares too; move one of them (see `outrigger sidecars` for %s's port parameters)",
+							c.Name, p.ContainerPort, other.Name, c.Name))
+					}
+				}
+			}
+		}
+	}
+}
+
+// setEnv sets name=value in c, replacing a template value (such as a downward-API default) of that name.
+func setEnv(c *corev1.Container, name, value string) {
+	for i := range c.Env {
+		if c.Env[i].Name == name {
+			c.Env[i] = corev1.EnvVar{Name: name, Value: value}
+			return
+		}
+	}
+	c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: value})
+}
+
+// movePort follows a port parameter: when the parameter's default is one of the container's ports, a new
+// value moves that containerPort and every probe that targets it, so that changing, say, STATUS_PORT keeps
+// the probes working.
+func movePort(c *corev1.Container, p catalog.Parameter, value string) {
+	if p.Type != "port" && p.Type != "host-port" {
+		return
+	}
+	from, to := portOf(p.Default), portOf(value)
+	if from == 0 || to == 0 || from == to {
+		return
+	}
+	for i := range c.Ports {
+		if c.Ports[i].ContainerPort == int32(from) {
+			c.Ports[i].ContainerPort = int32(to)
+		}
+	}
+	for _, probe := range []*corev1.Probe{c.StartupProbe, c.ReadinessProbe, c.LivenessProbe} {
+		if probe == nil {
+			continue
+		}
+		if h := probe.HTTPGet; h != nil && h.Port.Type == intstr.Int && h.Port.IntValue() == from {
+			h.Port = intstr.FromInt32(int32(to))
+		}
+		if s := probe.TCPSocket; s != nil && s.Port.Type == intstr.Int && s.Port.IntValue() == from {
+			s.Port = intstr.FromInt32(int32(to))
+		}
+	}
+}
+
+// portOf returns the port of "8443", ":8080" or "host:8080", or 0.
+func portOf(s string) int {
+	if _, port, err := net.SplitHostPort(s); err == nil {
+		s = port
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		return 0
+	}
+	return n
+}
+
+func hasVolume(pod *corev1.Pod, name string) bool {
+	for _, v := range pod.Spec.Volumes {
+		if v.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func hasMount(c *corev1.Container, volume string) bool {
+	for _, m := range c.VolumeMounts {
+		if m.Name == volume {
+			return true
+		}
+	}
+	return false
+}
+
+func mountAt(c *corev1.Container, path string) *corev1.VolumeMount {
+	for i, m := range c.VolumeMounts {
+		if strings.TrimSuffix(m.MountPath, "/") == strings.TrimSuffix(path, "/") {
+			return &c.VolumeMounts[i]
+		}
+	}
+	return nil
+}
+
+func sortStrings(s []string) { sort.Strings(s) }

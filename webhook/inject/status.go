@@ -1,0 +1,70 @@
+package inject
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/outrigger-dev/outrigger/webhook/catalog"
+	"github.com/outrigger-dev/outrigger/webhook/config"
+)
+
+// Status is the value of the outrigger.dev/status annotation.
+type Status struct {
+	// Sidecars are the sidecars the pod has from Outrigger, in the order first injected.
+	Sidecars []string `json:"sidecars"`
+	// CatalogHash identifies the catalog entries and images used, so that a pod injected from an older
+	// catalog can be found (e.g. to roll it after an upgrade).
+	CatalogHash string `json:"catalogHash"`
+}
+
+// ReadStatus decodes a pod's status annotation; ok is false when there is none or it is not ours.
+func ReadStatus(pod *corev1.Pod) (Status, bool) {
+	var s Status
+	v, found := pod.Annotations[AnnotationStatus]
+	if !found || json.Unmarshal([]byte(v), &s) != nil {
+		return Status{}, false
+	}
+	return s, true
+}
+
+// setStatus records the sidecars used (merged with an earlier status) and a hash of their entries.
+func setStatus(pod *corev1.Pod, used []*catalog.Entry, cfg *config.Config) {
+	if len(used) == 0 {
+		return
+	}
+	prev, _ := ReadStatus(pod)
+	names := append([]string{}, prev.Sidecars...)
+	for _, e := range used {
+		if !contains(names, e.Name) {
+			names = append(names, e.Name)
+		}
+	}
+	s := Status{Sidecars: names, CatalogHash: catalogHash(names, cfg)}
+	data, _ := json.Marshal(s) // a struct of strings: cannot fail
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
+	pod.Annotations[AnnotationStatus] = string(data)
+}
+
+// catalogHash hashes the catalog entries of names (sorted) with their resolved images and the mode.
+func catalogHash(names []string, cfg *config.Config) string {
+	sorted := append([]string{}, names...)
+	sort.Strings(sorted)
+	h := sha256.New()
+	for _, n := range sorted {
+		e, ok := cfg.Catalog.Get(n)
+		if !ok {
+			continue
+		}
+		data, _ := json.Marshal(e)
+		h.Write(data)
+		h.Write([]byte(cfg.Image(e)))
+	}
+	h.Write([]byte(cfg.SidecarMode))
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))[:16]
+}

@@ -1,0 +1,143 @@
+// Package server runs the webhook: a controller-runtime manager with the webhook server (TLS 1.2+,
+// serving certificate hot-reloaded from CertDir by certwatcher), health and readiness probes, Prometheus
+// metrics, a metadata-only namespace informer, and the config file watcher. The webhook is stateless:
+// every replica serves, no leader election.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/outrigger-dev/outrigger/webhook"
+	"github.com/outrigger-dev/outrigger/webhook/config"
+)
+
+// Path is where the webhook serves admission reviews.
+const Path = "/inject"
+
+// Options configure Run.
+type Options struct {
+	ConfigFile        string
+	InjectorNamespace string
+	CertDir           string
+	CertName, KeyName string
+	Host              string
+	Port              int
+	HealthAddr        string
+	MetricsAddr       string
+	MinTLSVersion     uint16
+	// RESTConfig reaches the API server (for namespaces); nil means ctrl.GetConfig (KUBECONFIG or in-cluster).
+	RESTConfig *rest.Config
+	Log        logr.Logger
+}
+
+// Run serves until ctx is done. It returns an error if the config file, the certificates or the API server
+// configuration are unusable at start; later config reload failures keep the previous config.
+func Run(ctx context.Context, o Options) error {
+	store, err := config.NewStore(o.ConfigFile, o.InjectorNamespace)
+	if err != nil {
+		return err
+	}
+	restCfg := o.RESTConfig
+	if restCfg == nil {
+		if restCfg, err = ctrl.GetConfig(); err != nil {
+			return fmt.Errorf("finding the API server (KUBECONFIG or in-cluster): %w", err)
+		}
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	nsMeta := &metav1.PartialObjectMetadata{}
+	nsMeta.SetGroupVersionKind(webhook.NamespaceGVK)
+	minTLS := o.MinTLSVersion
+	if minTLS == 0 {
+		minTLS = tls.VersionTLS12
+	}
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                 scheme,
+		Logger:                 o.Log,
+		HealthProbeBindAddress: o.HealthAddr,
+		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
+		Cache:                  cache.Options{ByObject: map[client.Object]cache.ByObject{nsMeta: {}}},
+		WebhookServer: crwebhook.NewServer(crwebhook.Options{
+			Host: o.Host, Port: o.Port, CertDir: o.CertDir, CertName: o.CertName, KeyName: o.KeyName,
+			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = minTLS }},
+		}),
+	})
+	if err != nil {
+		return fmt.Errorf("creating the webhook manager: %w", err)
+	}
+	m := webhook.NewMetrics(metrics.Registry)
+	store.OnReload = func(err error) {
+		m.ObserveReload(err)
+		if err != nil {
+			o.Log.Error(err, "config reload failed; the previous config stays in force")
+			return
+		}
+		o.Log.Info("config reloaded", "file", o.ConfigFile)
+	}
+	injector := &webhook.Injector{
+		Config:     store.Current,
+		Namespaces: webhook.CachedNamespaces{Cache: mgr.GetCache(), API: mgr.GetAPIReader()},
+		Metrics:    m,
+		Log:        o.Log.WithName("inject"),
+	}
+	mgr.GetWebhookServer().Register(Path, &admission.Webhook{Handler: injector, RecoverPanic: ptr(true)})
+
+	// Namespaces are read from an informer; the replica is ready once it has synced, so that the first pods
+	// it admits get their namespace's defaults.
+	var namespacesSynced atomic.Bool
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		if _, err := mgr.GetCache().GetInformer(ctx, nsMeta); err != nil {
+			return fmt.Errorf("starting the namespace informer: %w", err)
+		}
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return ctx.Err()
+		}
+		namespacesSynced.Store(true)
+		<-ctx.Done()
+		return nil
+	})); err != nil {
+		return err
+	}
+	if err := mgr.Add(manager.RunnableFunc(store.Watch)); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("namespaces", func(*http.Request) error {
+		if !namespacesSynced.Load() {
+			return fmt.Errorf("namespace informer not synced yet")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	o.Log.Info("serving", "port", o.Port, "path", Path, "certDir", o.CertDir, "config", o.ConfigFile)
+	return mgr.Start(ctx)
+}
+
+func ptr[T any](v T) *T { return &v }
