@@ -94,6 +94,9 @@ func New(ctx context.Context, o Options) (*Cluster, error) {
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, err
+	}
 	c := &Cluster{opts: o, dir: o.Dir}
 	if err := c.start(ctx); err != nil {
 		_ = c.Stop()

@@ -125,41 +125,24 @@ func ReadReadme(path string) (map[string]ReadmeRow, error) {
 // Problems returns every disagreement between set and the sidecar's Dockerfile and README in dir and its
 // built-in catalog entry called name. An empty result means they agree.
 func Problems(dir, name string, set envflag.Set) []string {
+	return append(ImageProblems(filepath.Join(dir, "Dockerfile"), filepath.Join(dir, "README.md"), set), catalogProblems(name, set)...)
+}
+
+// ImageProblems returns every disagreement between set and a Dockerfile and a README (the webhook image
+// has no catalog entry, so it is checked with this alone).
+func ImageProblems(dockerfile, readmePath string, set envflag.Set) []string {
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
-	d, err := ReadDockerfile(filepath.Join(dir, "Dockerfile"))
+	d, err := ReadDockerfile(dockerfile)
 	if err != nil {
 		add("Dockerfile: %v", err)
 		d = &Dockerfile{}
 	}
-	readme, err := ReadReadme(filepath.Join(dir, "README.md"))
+	readme, err := ReadReadme(readmePath)
 	if err != nil {
 		add("README.md: %v", err)
 	}
-	entries, err := catalog.Builtin()
-	if err != nil {
-		add("catalog: %v", err)
-	}
-	var entry *catalog.Entry
-	for i := range entries {
-		if entries[i].Name == name {
-			entry = &entries[i]
-		}
-	}
-	if entry == nil {
-		add("catalog: no built-in entry named %q", name)
-		entry = &catalog.Entry{}
-	} else if entry.EnvPrefix != set.Prefix {
-		add("catalog: envPrefix %q, but the binary's prefix is %q", entry.EnvPrefix, set.Prefix)
-	}
-	catalogEnv := map[string]catalog.Parameter{}
-	for _, p := range entry.Parameters {
-		if p.Env != "" {
-			catalogEnv[p.Env] = p
-		}
-	}
-
 	known := map[string]bool{}
 	for _, v := range set.Vars {
 		known[v.Env] = true
@@ -186,16 +169,6 @@ func Problems(dir, name string, set envflag.Set) []string {
 				add("README.md: %s flag --%s, but the binary's flag is --%s", v.Env, row.Flag, set.FlagName(v))
 			}
 		}
-		if p, ok := catalogEnv[v.Env]; !ok {
-			add("catalog: entry %q has no parameter for %s", name, v.Env)
-		} else {
-			if p.Default != v.Default {
-				add("catalog: %s default %q, but the binary's default is %q", v.Env, p.Default, v.Default)
-			}
-			if entry.ParamName(p) != set.FlagName(v) {
-				add("catalog: %s annotation name %q, but the binary's flag is --%s", v.Env, entry.ParamName(p), set.FlagName(v))
-			}
-		}
 	}
 	for _, env := range sortedKeys(d.Env) {
 		if !known[env] {
@@ -205,11 +178,6 @@ func Problems(dir, name string, set envflag.Set) []string {
 	for _, env := range sortedKeys(readme) {
 		if !known[env] {
 			add("README.md: row %s is not a setting of the binary", env)
-		}
-	}
-	for _, env := range sortedKeys(catalogEnv) {
-		if !known[env] {
-			add("catalog: parameter %s is not a setting of the binary", env)
 		}
 	}
 	if len(d.Expose) == 0 {
@@ -227,6 +195,55 @@ func Problems(dir, name string, set envflag.Set) []string {
 	}
 	if u := strings.Split(d.User, ":")[0]; u == "" || u == "0" || u == "root" {
 		add("Dockerfile: USER %q: the image must run as a non-root user (a numeric UID)", d.User)
+	}
+	return problems
+}
+
+// catalogProblems compares set with the built-in catalog entry called name.
+func catalogProblems(name string, set envflag.Set) []string {
+	var problems []string
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	entries, err := catalog.Builtin()
+	if err != nil {
+		add("catalog: %v", err)
+	}
+	var entry *catalog.Entry
+	for i := range entries {
+		if entries[i].Name == name {
+			entry = &entries[i]
+		}
+	}
+	if entry == nil {
+		add("catalog: no built-in entry named %q", name)
+		entry = &catalog.Entry{}
+	} else if entry.EnvPrefix != set.Prefix {
+		add("catalog: envPrefix %q, but the binary's prefix is %q", entry.EnvPrefix, set.Prefix)
+	}
+	catalogEnv := map[string]catalog.Parameter{}
+	for _, p := range entry.Parameters {
+		if p.Env != "" {
+			catalogEnv[p.Env] = p
+		}
+	}
+
+	known := map[string]bool{}
+	for _, v := range set.Vars {
+		known[v.Env] = true
+		if p, ok := catalogEnv[v.Env]; !ok {
+			add("catalog: entry %q has no parameter for %s", name, v.Env)
+		} else {
+			if p.Default != v.Default {
+				add("catalog: %s default %q, but the binary's default is %q", v.Env, p.Default, v.Default)
+			}
+			if entry.ParamName(p) != set.FlagName(v) {
+				add("catalog: %s annotation name %q, but the binary's flag is --%s", v.Env, entry.ParamName(p), set.FlagName(v))
+			}
+		}
+	}
+	for _, env := range sortedKeys(catalogEnv) {
+		if !known[env] {
+			add("catalog: parameter %s is not a setting of the binary", env)
+		}
 	}
 	return problems
 }

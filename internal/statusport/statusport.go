@@ -63,7 +63,19 @@ func (s *Server) Handler() http.Handler {
 	for path, h := range s.Extra {
 		mux.Handle(path, h)
 	}
-	return mux
+	return readOnly(mux)
+}
+
+// readOnly answers 405 to anything but GET and HEAD: the status port only reports.
+func readOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method "+r.Method+" not allowed: the status port accepts GET and HEAD", http.StatusMethodNotAllowed)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Listen binds Addr now, so that a port conflict is reported at start, before Serve.

@@ -51,6 +51,14 @@ func TestEndpoints(t *testing.T) {
 	if code, body := get(t, base+"/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") {
 		t.Errorf("/metrics = %d, lacks go_goroutines", code)
 	}
+	resp, err := http.Post(base+"/readyz", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, HEAD" {
+		t.Errorf("POST /readyz = %d Allow=%q, want 405 with Allow: GET, HEAD", resp.StatusCode, resp.Header.Get("Allow"))
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Serve after cancel: %v", err)

@@ -83,7 +83,7 @@ var ParameterTypes = map[string]parameterType{
 	"object-name": func(Parameter) (func(string) error, error) {
 		return func(s string) error {
 			if errs := validation.IsDNS1123Subdomain(s); len(errs) > 0 {
-				return fmt.Errorf("want a Kubernetes object name (%s)", strings.Join(errs, "; "))
+				return fmt.Errorf("want a Kubernetes object name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters")
 			}
 			return nil
 		}, nil

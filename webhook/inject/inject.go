@@ -152,7 +152,11 @@ func Inject(in Input) (*Result, error) {
 	}
 	b.commit()
 	res.Warnings = append(res.Warnings, b.warnings...)
-	setStatus(pod, b.used, cfg)
+	if len(b.pending) > 0 {
+		// The status records the catalog as of the injection: a pod whose sidecars were all there already
+		// keeps the status it has.
+		setStatus(pod, b.used, cfg)
+	}
 	res.Changed = !equality.Semantic.DeepEqual(in.Pod, pod)
 	return res, nil
 }

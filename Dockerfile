@@ -1,0 +1,42 @@
+# outrigger-webhook: the mutating admission webhook that injects Outrigger's sidecars. Built by
+# `make image-outrigger-webhook` from a context holding the static binary; FROM scratch: no shell, nothing
+# to write (the config and the serving certificate are mounted read-only).
+FROM scratch
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="outrigger-webhook" \
+      org.opencontainers.image.description="Kubernetes mutating admission webhook that injects parameterized sidecars (https-proxy, topz, config-sync, git-sync, shard-ambassador) into pods" \
+      org.opencontainers.image.source="https://github.com/outrigger-dev/outrigger" \
+      org.opencontainers.image.url="https://github.com/outrigger-dev/outrigger" \
+      org.opencontainers.image.documentation="https://github.com/outrigger-dev/outrigger/blob/main/README.md" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.vendor="Outrigger"
+# CONFIG_FILE: the injector's config file, a mounted ConfigMap (reloaded when it changes; "" = built-in defaults only)
+ENV CONFIG_FILE="/etc/outrigger/config.yaml"
+# CERT_DIR: directory holding the serving certificate and key, a mounted Secret (reloaded when they change)
+ENV CERT_DIR="/etc/outrigger/certs"
+# CERT_NAME: serving certificate file name in CERT_DIR
+ENV CERT_NAME="tls.crt"
+# KEY_NAME: serving key file name in CERT_DIR
+ENV KEY_NAME="tls.key"
+# LISTEN_HOST: address the webhook listens on ("" = all)
+ENV LISTEN_HOST=""
+# WEBHOOK_PORT: HTTPS port for admission reviews (path /inject)
+ENV WEBHOOK_PORT="9443"
+# MIN_TLS_VERSION: lowest TLS version accepted, 1.2 or 1.3
+ENV MIN_TLS_VERSION="1.2"
+# HEALTH_PORT: plain-HTTP port for /healthz and /readyz
+ENV HEALTH_PORT="8081"
+# METRICS_PORT: plain-HTTP port for /metrics (0 = off)
+ENV METRICS_PORT="8080"
+# POD_NAMESPACE: the injector's own namespace, never injected (the chart sets it from the downward API)
+ENV POD_NAMESPACE=""
+# admission reviews over HTTPS (the API server calls https://<service>:443/inject, mapped to this port)
+EXPOSE 9443
+# /healthz and /readyz, plain HTTP, for the kubelet's probes
+EXPOSE 8081
+# /metrics, plain HTTP, for Prometheus
+EXPOSE 8080
+USER 65532:65532
+COPY outrigger-webhook /outrigger-webhook
+ENTRYPOINT ["/outrigger-webhook"]

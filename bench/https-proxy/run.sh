@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Benchmark: https-proxy vs nginx (Debian) terminating TLS in front of the same plain-HTTP app, with the same
+# certificate (ECDSA P-256) and the same client (wrk), on 127.0.0.1 only. Prints requests/s and p99 latency
+# of both and their ratios (https-proxy / nginx), for keep-alive and for a handshake-heavy run
+# (Connection: close: one TLS handshake per request).
+#
+# Run after `make deps build` (nginx, wrk, openssl from Debian; the binary in _output/bin):
+#   bash bench/https-proxy/run.sh
+# Knobs (ENV): DURATION (10s), CONNECTIONS (64), CLOSE_CONNECTIONS (16), ROUNDS (3), BODY_BYTES (1024).
+#
+# CPU pinning (2 cores): the proxy under test (nginx: 1 worker; https-proxy: GOMAXPROCS=1) runs alone on
+# CPU 0; wrk and the upstream app share CPU 1. Both proxies get exactly one core.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+CLOSE_CONNECTIONS=${CLOSE_CONNECTIONS:-16}
+ROUNDS=${ROUNDS:-3}
+BODY_BYTES=${BODY_BYTES:-1024}
+PROXY_CPU=0
+LOAD_CPU=1
+
+for tool in nginx wrk openssl taskset curl pgrep; do
+  command -v "$tool" >/dev/null || { echo "$tool not found: run \`make deps\`" >&2; exit 1; }
+done
+BIN=$ROOT/_output/bin/https-proxy
+if [[ ! -x $BIN ]]; then
+  echo "building $BIN" >&2
+  (cd "$ROOT" && mkdir -p _output/bin && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$BIN" ./sidecars/https-proxy)
+fi
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# free_port prints a random port on which nothing on 127.0.0.1 accepts connections.
+free_port() {
+  local p
+  while :; do
+    p=$(( 20000 + RANDOM % 40000 ))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+UP_PORT=$(free_port); NGINX_PORT=$(free_port); PROXY_PORT_TLS=$(free_port); STATUS=$(free_port)
+
+# One certificate for both.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+  -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+
+BODY=$(head -c "$BODY_BYTES" /dev/zero | tr '\0' 'x')
+common_nginx() { # $1 = prefix dir
+  mkdir -p "$1/logs" "$1/tmp"
+  cat <<NGX
+daemon off;
+worker_processes 1;
+pid $1/nginx.pid;
+error_log $1/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $1/tmp/body; proxy_temp_path $1/tmp/proxy; fastcgi_temp_path $1/tmp/fcgi;
+  uwsgi_temp_path $1/tmp/uwsgi; scgi_temp_path $1/tmp/scgi;
+NGX
+}
+
+# The app: plain HTTP, BODY_BYTES of text, keep-alive.
+{ common_nginx "$WORK/app"; cat <<NGX
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$UP_PORT;
+    location / { default_type text/plain; return 200 "$BODY"; }
+  }
+}
+NGX
+} > "$WORK/app.conf"
+
+# nginx as the TLS-terminating sidecar, configured to do what https-proxy does (keep-alive to the app,
+# X-Forwarded-*, Host passed through, HTTP/2 offered).
+{ common_nginx "$WORK/tls"; cat <<NGX
+  upstream app { server 127.0.0.1:$UP_PORT; keepalive 256; }
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$NGINX_PORT ssl http2;
+    ssl_certificate $WORK/tls.crt;
+    ssl_certificate_key $WORK/tls.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$http_host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto https;
+      proxy_set_header X-Forwarded-Host \$http_host;
+      proxy_buffering off;
+    }
+  }
+}
+NGX
+} > "$WORK/tls.conf"
+
+taskset -c $LOAD_CPU nginx -c "$WORK/app.conf" -e "$WORK/app/logs/error.log" & PIDS+=($!)
+taskset -c $PROXY_CPU nginx -c "$WORK/tls.conf" -e "$WORK/tls/logs/error.log" & PIDS+=($!); NGINX_MASTER=$!
+GOMAXPROCS=1 PROXY_PORT=$UP_PORT LISTEN_PORT=$PROXY_PORT_TLS STATUS_PORT=$STATUS \
+  CERTIFICATE_PATH=$WORK/tls.crt KEY_PATH=$WORK/tls.key taskset -c $PROXY_CPU "$BIN" 2>"$WORK/https-proxy.log" & PIDS+=($!); PROXY_PID=$!
+
+for i in $(seq 100); do
+  if curl -sf -o /dev/null --cacert "$WORK/tls.crt" "https://127.0.0.1:$NGINX_PORT/" &&
+     curl -sf -o /dev/null "http://127.0.0.1:$STATUS/readyz"; then break; fi
+  sleep 0.1
+done
+curl -sf -o /dev/null --cacert "$WORK/tls.crt" "https://127.0.0.1:$PROXY_PORT_TLS/" || { cat "$WORK/https-proxy.log"; exit 1; }
+NGINX_WORKER=$(pgrep -P "$NGINX_MASTER" | head -1)
+HZ=$(getconf CLK_TCK)
+# cpu_ticks PID: user+system CPU time the process used so far, in clock ticks. The box may be shared, so
+# besides req/s (which other load skews) the table gives CPU time per request, which it skews far less.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# to_ms converts wrk's latency ("812.00us", "1.20ms", "1.01s") to milliseconds.
+to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'; }
+
+# bench PORT PID CONNECTIONS [wrk args...] → prints "rps p99ms cpu_us_per_request"
+bench() {
+  local port=$1 pid=$2 conns=$3; shift 3
+  taskset -c $LOAD_CPU wrk -t1 -c"$conns" -d2s "$@" "https://127.0.0.1:$port/" >/dev/null 2>&1 || true  # warm-up
+  local t0; t0=$(cpu_ticks "$pid")
+  local out; out=$(taskset -c $LOAD_CPU wrk -t1 -c"$conns" -d"$DURATION" --latency "$@" "https://127.0.0.1:$port/")
+  local ticks=$(( $(cpu_ticks "$pid") - t0 ))
+  local rps p99 errors requests
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
+  [[ -n $errors ]] && echo "  wrk on $port: $errors" >&2
+  echo "$rps $(to_ms "$p99") $(awk -v t="$ticks" -v hz="$HZ" -v n="$requests" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')"
+}
+
+echo "# https-proxy vs nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(nproc) CPUs, $(uname -r); wrk $DURATION, body $BODY_BYTES B, rounds $ROUNDS"
+echo "# proxies pinned to CPU $PROXY_CPU (nginx 1 worker, https-proxy GOMAXPROCS=1); wrk + app on CPU $LOAD_CPU"
+printf '| %-33s | %11s | %9s | %11s | %11s | %9s | %11s | %7s | %7s | %9s |\n' run "nginx req/s" "nginx p99" "nginx CPU/req" \
+  "proxy req/s" "proxy p99" "proxy CPU/req" "req/s ×" "p99 ×" "CPU/req ×"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+add() { awk -v a="$1" -v b="$2" 'BEGIN{print a+b}'; }
+scenario() { # name conns [wrk args]
+  local name=$1 conns=$2; shift 2
+  local sn=0 sp=0 ln=0 lp=0 cn=0 cp=0
+  for r in $(seq "$ROUNDS"); do  # alternate, so that a burst of other load hits both
+    read -r nr np nc <<<"$(bench "$NGINX_PORT" "$NGINX_WORKER" "$conns" "$@")"
+    read -r pr pp pc <<<"$(bench "$PROXY_PORT_TLS" "$PROXY_PID" "$conns" "$@")"
+    echo "  round $r: nginx $nr req/s p99 ${np}ms ${nc}us/req; https-proxy $pr req/s p99 ${pp}ms ${pc}us/req" >&2
+    sn=$(add "$sn" "$nr"); sp=$(add "$sp" "$pr"); ln=$(add "$ln" "$np"); lp=$(add "$lp" "$pp"); cn=$(add "$cn" "$nc"); cp=$(add "$cp" "$pc")
+  done
+  awk -v name="$name" -v sn="$sn" -v sp="$sp" -v ln="$ln" -v lp="$lp" -v cn="$cn" -v cp="$cp" -v r="$ROUNDS" 'BEGIN {
+    printf "| %-33s | %11.0f | %7.2fms | %11.1fµs | %11.0f | %9.2fms | %11.1fµs | %6.2f× | %6.2f× | %8.2f× |\n",
+      name, sn/r, ln/r, cn/r, sp/r, lp/r, cp/r, sp/sn, lp/ln, cp/cn }'
+}
+scenario "keep-alive, $CONNECTIONS conns" "$CONNECTIONS"
+scenario "handshake per request, $CLOSE_CONNECTIONS conns" "$CLOSE_CONNECTIONS" -H 'Connection: close'
+echo "# req/s × = https-proxy / nginx (higher is better); p99 × and CPU/req × = https-proxy / nginx (lower is better)"
+echo "# peak RSS: nginx worker $(awk '/VmHWM/ {print $2, $3}' "/proc/$NGINX_WORKER/status"), https-proxy $(awk '/VmHWM/ {print $2, $3}' "/proc/$PROXY_PID/status")"

@@ -1,0 +1,324 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/outrigger-dev/outrigger/e2e/cluster"
+	"github.com/outrigger-dev/outrigger/webhook/inject"
+)
+
+func TestAnnotatedPodIsInjected(t *testing.T) {
+	ctx := context.Background()
+	env.cluster.CreateNamespace(t, "shop", nil, nil)
+	pod, err := createPod(ctx, "shop", annotatedPod("web", map[string]string{
+		"outrigger.dev/inject":                 "https-proxy,topz",
+		"https-proxy.outrigger.dev/tls-secret": "web-tls",
+		"https-proxy.outrigger.dev/proxy-port": "8000",
+	}), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	native, containers := sidecarNames(pod)
+	if !slices.Equal(native, []string{"https-proxy", "topz"}) || !slices.Equal(containers, []string{"app"}) {
+		t.Fatalf("native sidecars %v, containers %v; want [https-proxy topz] and [app]", native, containers)
+	}
+	if pod.Spec.ShareProcessNamespace == nil || !*pod.Spec.ShareProcessNamespace {
+		t.Error("topz needs shareProcessNamespace: true")
+	}
+	if env := pod.Spec.InitContainers[0].Env; len(env) != 1 || env[0].Name != "PROXY_PORT" || env[0].Value != "8000" {
+		t.Errorf("https-proxy env = %v, want PROXY_PORT=8000", env)
+	}
+	status, ok := inject.ReadStatus(pod)
+	if !ok || !slices.Equal(status.Sidecars, []string{"https-proxy", "topz"}) || !strings.HasPrefix(status.CatalogHash, "sha256:") {
+		t.Errorf("status annotation = %q", pod.Annotations[inject.AnnotationStatus])
+	}
+	// The stored object is the injected one.
+	stored, err := env.cluster.Client().CoreV1().Pods("shop").Get(ctx, "web", metav1.GetOptions{})
+	if err != nil || len(stored.Spec.InitContainers) != 2 {
+		t.Fatalf("stored pod: %v, %d init containers", err, len(stored.Spec.InitContainers))
+	}
+}
+
+func TestNamespaceDefault(t *testing.T) {
+	ctx := context.Background()
+	env.cluster.CreateNamespace(t, "team-a", nil, map[string]string{"outrigger.dev/inject": "topz"})
+	// The namespace informer may see the new namespace a moment later; the webhook falls back to the API,
+	// so even the first pod gets the default.
+	pod, err := createPod(ctx, "team-a", annotatedPod("quiet", nil), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if native, _ := sidecarNames(pod); !slices.Equal(native, []string{"topz"}) {
+		t.Fatalf("sidecars %v, want the namespace default [topz]", native)
+	}
+	// The pod's own list wins over the namespace's.
+	pod, err = createPod(ctx, "team-a", annotatedPod("own", map[string]string{"outrigger.dev/inject": "none"}), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if native, _ := sidecarNames(pod); len(native) != 0 {
+		t.Fatalf("opted-out pod got %v", native)
+	}
+}
+
+func TestClusterDefaultFollowsConfigMapSwap(t *testing.T) {
+	ctx := context.Background()
+	env.cluster.CreateNamespace(t, "plain", nil, nil)
+	t.Cleanup(func() { _ = writeConfigMapVolume(env.configDir, map[string]string{"config.yaml": ""}) })
+	reloadsBefore := metric(t, env.hook.MetricsURL, `outrigger_config_reloads_total{result="success"}`)
+
+	if err := writeConfigMapVolume(env.configDir, map[string]string{"config.yaml": "defaults: [topz]\n"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() error {
+		pod, err := createPod(ctx, "plain", annotatedPod("p", nil), true)
+		if err != nil {
+			return err
+		}
+		if native, _ := sidecarNames(pod); !slices.Equal(native, []string{"topz"}) {
+			return fmt.Errorf("sidecars %v, want the cluster default [topz]", native)
+		}
+		return nil
+	})
+	if after := metric(t, env.hook.MetricsURL, `outrigger_config_reloads_total{result="success"}`); after <= reloadsBefore {
+		t.Errorf("reload counter %v → %v", reloadsBefore, after)
+	}
+
+	// A broken file is refused and the previous config stays in force.
+	if err := writeConfigMapVolume(env.configDir, map[string]string{"config.yaml": "defaults: [topz, nonesuch]\n"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() error {
+		if n := metric(t, env.hook.MetricsURL, `outrigger_config_reloads_total{result="failure"}`); n < 1 {
+			return fmt.Errorf("no failed reload counted yet")
+		}
+		return nil
+	})
+	pod, err := createPod(ctx, "plain", annotatedPod("p", nil), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if native, _ := sidecarNames(pod); !slices.Equal(native, []string{"topz"}) {
+		t.Fatalf("after a bad config: sidecars %v, want the last good default [topz]", native)
+	}
+}
+
+func TestOptOutLabelMeansTheWebhookIsNotCalled(t *testing.T) {
+	ctx := context.Background()
+	env.cluster.CreateNamespace(t, "labelled", nil, nil)
+	env.cluster.CreateNamespace(t, "quiet-ns", map[string]string{"outrigger.dev/injection": "disabled"}, map[string]string{"outrigger.dev/inject": "topz"})
+	before := metric(t, env.hook.MetricsURL, "outrigger_admission_requests_total")
+
+	pod := annotatedPod("skip-me", map[string]string{"outrigger.dev/inject": "topz"})
+	pod.Labels = map[string]string{"outrigger.dev/injection": "disabled"}
+	got, err := createPod(ctx, "labelled", pod, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if native, _ := sidecarNames(got); len(native) != 0 {
+		t.Fatalf("a pod labelled disabled got %v", native)
+	}
+	got, err = createPod(ctx, "quiet-ns", annotatedPod("in-disabled-ns", nil), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if native, _ := sidecarNames(got); len(native) != 0 {
+		t.Fatalf("a pod in a namespace labelled disabled got %v", native)
+	}
+	if after := metric(t, env.hook.MetricsURL, "outrigger_admission_requests_total"); after != before {
+		t.Fatalf("the webhook was called %v times for opted-out pods; the selectors should keep the API server from calling it", after-before)
+	}
+}
+
+func TestBadParameterIsDeniedWithTheReason(t *testing.T) {
+	ctx := context.Background()
+	env.cluster.CreateNamespace(t, "denials", nil, nil)
+	_, err := createPod(ctx, "denials", annotatedPod("bad", map[string]string{
+		"outrigger.dev/inject":                 "https-proxy",
+		"https-proxy.outrigger.dev/tls-secret": "web-tls",
+		"https-proxy.outrigger.dev/proxy-port": "eighty",
+	}), false)
+	if err == nil {
+		t.Fatal("a pod with proxy-port=eighty was admitted")
+	}
+	for _, want := range []string{`https-proxy.outrigger.dev/proxy-port="eighty"`, "want a port number from 1 to 65535"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("denial %q does not say %q", err, want)
+		}
+	}
+	if !apierrors.IsForbidden(err) {
+		t.Errorf("denial is %v, want 403 Forbidden", apierrors.ReasonForError(err))
+	}
+	if _, err := env.cluster.Client().CoreV1().Pods("denials").Get(ctx, "bad", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a denied pod exists: %v", err)
+	}
+}
+
+func TestServerSideDryRunReturnsTheInjectedPod(t *testing.T) {
+	ctx := context.Background()
+	env.cluster.CreateNamespace(t, "dry", nil, nil)
+	pod, err := createPod(ctx, "dry", annotatedPod("preview", map[string]string{
+		"outrigger.dev/inject": "git-sync", "git-sync.outrigger.dev/repo": "https://git.example/site.git",
+	}), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if native, _ := sidecarNames(pod); !slices.Equal(native, []string{"git-sync"}) {
+		t.Fatalf("dry-run returned sidecars %v", native)
+	}
+	if m := pod.Spec.Containers[0].VolumeMounts; len(m) == 0 || m[0].MountPath != "/git" {
+		t.Errorf("app mounts %v, want the shared volume at /git", m)
+	}
+	if _, err := env.cluster.Client().CoreV1().Pods("dry").Get(ctx, "preview", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a dry-run pod was stored: %v", err)
+	}
+}
+
+// TestSecondWebhookDoesNotCauseDoubleInjection registers a second, real mutating webhook that runs after
+// ours and adds a container. The API server then calls ours again (reinvocationPolicy: IfNeeded); the pod
+// must still have each sidecar, volume and env var once.
+func TestSecondWebhookDoesNotCauseDoubleInjection(t *testing.T) {
+	ctx := context.Background()
+	env.cluster.CreateNamespace(t, "two-hooks", map[string]string{"e2e.outrigger.dev/second-webhook": "yes"}, nil)
+
+	other := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var review admissionv1.AdmissionReview
+		if err := json.NewDecoder(r.Body).Decode(&review); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		var pod corev1.Pod
+		_ = json.Unmarshal(review.Request.Object.Raw, &pod)
+		resp := &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}
+		if !slices.ContainsFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == "audit-agent" }) {
+			patch := `[{"op":"add","path":"/spec/containers/-","value":{"name":"audit-agent","image":"audit:1"}}]`
+			pt := admissionv1.PatchTypeJSONPatch
+			resp.Patch, resp.PatchType = []byte(patch), &pt
+		}
+		review.Response, review.Request = resp, nil
+		_ = json.NewEncoder(w).Encode(review)
+	}))
+	certDir := filepath.Join(t.TempDir(), "certs")
+	ca, err := cluster.ServingCert(certDir, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(certDir, "tls.crt"), filepath.Join(certDir, "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	other.StartTLS()
+	defer other.Close()
+
+	url := other.URL + "/mutate"
+	none := admissionregistrationv1.SideEffectClassNone
+	ifNeeded := admissionregistrationv1.IfNeededReinvocationPolicy
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "zz-audit-agent"},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name: "audit.example.com", ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: ca},
+			Rules:       []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create}, Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
+			SideEffects: &none, ReinvocationPolicy: &ifNeeded, AdmissionReviewVersions: []string{"v1"},
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"e2e.outrigger.dev/second-webhook": "yes"}},
+		}},
+	}
+	if err := env.cluster.Register(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.cluster.Client().AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, cfg.Name, metav1.DeleteOptions{})
+	})
+
+	var pod *corev1.Pod
+	eventually(t, 20*time.Second, func() error {
+		var err error
+		pod, err = createPod(ctx, "two-hooks", annotatedPod("p", map[string]string{
+			"outrigger.dev/inject": "topz,config-sync", "config-sync.outrigger.dev/configmap": "app-config",
+		}), true)
+		if err != nil {
+			return err
+		}
+		if _, containers := sidecarNames(pod); !slices.Contains(containers, "audit-agent") {
+			return fmt.Errorf("the second webhook has not run yet")
+		}
+		return nil
+	})
+	before := metric(t, env.hook.MetricsURL, "outrigger_admission_requests_total")
+	pod, err = createPod(ctx, "two-hooks", annotatedPod("p", map[string]string{
+		"outrigger.dev/inject": "topz,config-sync", "config-sync.outrigger.dev/configmap": "app-config",
+	}), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls := metric(t, env.hook.MetricsURL, "outrigger_admission_requests_total") - before; calls != 2 {
+		t.Errorf("outrigger was called %v times for one pod; want 2 (once, then reinvoked after the second webhook)", calls)
+	}
+	native, containers := sidecarNames(pod)
+	if !slices.Equal(native, []string{"topz", "config-sync"}) || !slices.Equal(containers, []string{"app", "audit-agent"}) {
+		t.Fatalf("native %v containers %v: want each sidecar once, and the other webhook's container", native, containers)
+	}
+	if len(pod.Spec.Volumes) != 1 || len(pod.Spec.Containers[0].VolumeMounts) != 1 {
+		t.Fatalf("volumes %v, app mounts %v: want the config volume once", pod.Spec.Volumes, pod.Spec.Containers[0].VolumeMounts)
+	}
+}
+
+// TestFailurePolicy stops a webhook process and shows both policies: Fail refuses pods (the safe choice
+// for a security sidecar), Ignore admits them without sidecars.
+func TestFailurePolicy(t *testing.T) {
+	ctx := context.Background()
+	env.cluster.CreateNamespace(t, "fp", map[string]string{"e2e.outrigger.dev/failure-policy": "yes"}, nil)
+	hook, err := env.cluster.StartWebhook(ctx, cluster.WebhookOptions{Binary: env.binary, Namespace: injectorNamespace, Name: "webhook-fp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hook.Stop()
+	register := func(policy admissionregistrationv1.FailurePolicyType) {
+		cfg := hook.Configuration("outrigger-fp", policy, injectorNamespace)
+		cfg.Webhooks[0].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"e2e.outrigger.dev/failure-policy": "yes"}}
+		if err := env.cluster.Register(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		_ = env.cluster.Client().AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, "outrigger-fp", metav1.DeleteOptions{})
+	})
+	register(admissionregistrationv1.Fail)
+	if err := waitInjecting(ctx, "fp", 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := hook.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = createPod(ctx, "fp", annotatedPod("refused", map[string]string{"outrigger.dev/inject": "topz"}), true)
+	if err == nil || !strings.Contains(err.Error(), "failed calling webhook") {
+		t.Fatalf("failurePolicy Fail with the webhook down: %v, want a refusal naming the webhook", err)
+	}
+	register(admissionregistrationv1.Ignore)
+	eventually(t, 20*time.Second, func() error {
+		pod, err := createPod(ctx, "fp", annotatedPod("admitted", map[string]string{"outrigger.dev/inject": "topz"}), true)
+		if err != nil {
+			return err
+		}
+		if native, _ := sidecarNames(pod); len(native) != 0 {
+			return fmt.Errorf("sidecars %v with the webhook down", native)
+		}
+		return nil
+	})
+}

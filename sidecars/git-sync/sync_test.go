@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestFollowsNewCommitsOverEveryTransport syncs the same repository over file://, smart HTTP with basic
+// auth and SSH: the first commit, a new commit, a deleted file, and a noop when nothing changed.
+func TestFollowsNewCommitsOverEveryTransport(t *testing.T) {
+	u := newUpstream(t)
+	first := u.Commit(map[string]string{"index.html": "v1", "old.txt": "old"})
+	passwordFile := filepath.Join(t.TempDir(), "password")
+	os.WriteFile(passwordFile, []byte("s3cret\n"), 0o600)
+	web := newHTTPServer(t, u, "alice", "s3cret")
+	ssh := newSSHServer(t)
+
+	transports := map[string]map[string]string{
+		"file": {"GITSYNC_REPO": u.FileURL()},
+		"http": {"GITSYNC_REPO": web.URL(), "GITSYNC_USERNAME": "alice", "GITSYNC_PASSWORD_FILE": passwordFile},
+		"ssh":  {"GITSYNC_REPO": ssh.URL(u), "GITSYNC_SSH_KEY_FILE": ssh.KeyFile, "GITSYNC_SSH_KNOWN_HOSTS_FILE": ssh.KnownHostsFile},
+	}
+	syncers := map[string]*syncer{}
+	for name, env := range transports {
+		cfg := testConfig(t, env["GITSYNC_REPO"], env)
+		s := newTestSyncer(t, cfg)
+		syncers[name] = s
+		if res := mustSync(t, s); !res.Changed || res.Hash != first {
+			t.Fatalf("%s: first sync = %+v, want a change to %s", name, res, first)
+		}
+		if hash, content := published(t, cfg, "index.html"); hash != first || content != "v1" {
+			t.Errorf("%s: published %s with index.html %q, want %s with v1", name, hash, content, first)
+		}
+	}
+	second := u.Commit(map[string]string{"index.html": "v2", "old.txt": ""})
+	for name, s := range syncers {
+		if res := mustSync(t, s); !res.Changed || res.Hash != second {
+			t.Fatalf("%s: second sync = %+v, want a change to %s", name, res, second)
+		}
+		if hash, content := published(t, s.cfg, "index.html"); hash != second || content != "v2" {
+			t.Errorf("%s: published %s with index.html %q, want %s with v2", name, hash, content, second)
+		}
+		if _, err := os.Stat(filepath.Join(s.cfg.Link, "old.txt")); !os.IsNotExist(err) {
+			t.Errorf("%s: old.txt deleted upstream is still in the checkout (err %v)", name, err)
+		}
+		if res := mustSync(t, s); res.Changed {
+			t.Errorf("%s: a sync with nothing new reported a change: %+v", name, res)
+		}
+		// The replaced checkout stays for readers that resolved the link before the swap, then goes.
+		if _, err := os.Stat(s.worktree(first)); err != nil {
+			t.Errorf("%s: the replaced checkout %s was removed at once: %v", name, first, err)
+		}
+		s.replaced[first] = time.Now().Add(-keepReplaced)
+		mustSync(t, s)
+		if _, err := os.Stat(s.worktree(first)); !os.IsNotExist(err) {
+			t.Errorf("%s: the replaced checkout %s is still there after keepReplaced (err %v)", name, first, err)
+		}
+	}
+}
+
+func TestBranchSwitchTagMoveAndCommitRef(t *testing.T) {
+	u := newUpstream(t)
+	mainOld := u.Commit(map[string]string{"f": "main-1"})
+	u.Tag("v1")
+	mainNew := u.Commit(map[string]string{"f": "main-2"})
+	u.Branch("dev")
+	devHead := u.Commit(map[string]string{"f": "dev-1"})
+
+	root := t.TempDir()
+	cfgFor := func(ref string) *Config {
+		return testConfig(t, u.FileURL(), map[string]string{"GITSYNC_ROOT": root, "GITSYNC_REF": ref})
+	}
+	steps := []struct {
+		name, ref, wantHash, wantContent string
+		before                           func()
+	}{
+		{name: "branch main", ref: "main", wantHash: mainNew, wantContent: "main-2"},
+		{name: "switch to branch dev (a restart with a new GITSYNC_REF)", ref: "dev", wantHash: devHead, wantContent: "dev-1"},
+		{name: "annotated tag v1", ref: "v1", wantHash: mainOld, wantContent: "main-1"},
+		{name: "tag v1 moved to dev's head", ref: "v1", before: func() { u.Tag("v1") }, wantHash: devHead, wantContent: "dev-1"},
+		{name: "a commit hash that is no branch tip", ref: mainOld, wantHash: mainOld, wantContent: "main-1"},
+		{name: "HEAD (the remote's default branch, main)", ref: "HEAD", wantHash: mainNew, wantContent: "main-2"},
+	}
+	for _, step := range steps {
+		if step.before != nil {
+			step.before()
+		}
+		cfg := cfgFor(step.ref)
+		s := newTestSyncer(t, cfg) // a restart: adopts what the link points at
+		mustSync(t, s)
+		if hash, content := published(t, cfg, "f"); hash != step.wantHash || content != step.wantContent {
+			t.Errorf("%s: published %s with f=%q, want %s with %q", step.name, hash, content, step.wantHash, step.wantContent)
+		}
+	}
+
+	_, err := newTestSyncer(t, cfgFor("no-such-branch")).sync(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `ref "no-such-branch" not found`) {
+		t.Errorf("a missing ref: err = %v, want it to name the ref", err)
+	}
+}
+
+func TestForcePushPublishesTheRewrittenHistory(t *testing.T) {
+	u := newUpstream(t)
+	base := u.Commit(map[string]string{"f": "base"})
+	u.Commit(map[string]string{"f": "doomed"})
+	cfg := testConfig(t, u.FileURL(), map[string]string{"GITSYNC_REF": "main"})
+	s := newTestSyncer(t, cfg)
+	mustSync(t, s)
+
+	u.ResetHard(base)
+	rewritten := u.Commit(map[string]string{"f": "rewritten"})
+	if res := mustSync(t, s); !res.Changed || res.Hash != rewritten {
+		t.Fatalf("after a force-push: %+v, want %s", res, rewritten)
+	}
+	if _, content := published(t, cfg, "f"); content != "rewritten" {
+		t.Errorf("f = %q after the force-push, want rewritten", content)
+	}
+}
+
+func TestDepth(t *testing.T) {
+	u := newUpstream(t)
+	for i := 0; i < 5; i++ {
+		u.Commit(map[string]string{"f": fmt.Sprint(i)})
+	}
+	for _, tc := range []struct{ depth, wantCommits string }{{"1", "1"}, {"3", "3"}, {"0", "5"}} {
+		cfg := testConfig(t, u.FileURL(), map[string]string{"GITSYNC_DEPTH": tc.depth})
+		s := newTestSyncer(t, cfg)
+		res := mustSync(t, s)
+		if got := hostGit(t, s.worktree(res.Hash), "rev-list", "--count", "HEAD"); got != tc.wantCommits {
+			t.Errorf("GITSYNC_DEPTH=%s: the checkout has %s commits of history, want %s", tc.depth, got, tc.wantCommits)
+		}
+	}
+}
+
+func TestWrongPasswordIsAClearError(t *testing.T) {
+	u := newUpstream(t)
+	u.Commit(map[string]string{"f": "x"})
+	web := newHTTPServer(t, u, "alice", "right")
+	passwordFile := filepath.Join(t.TempDir(), "password")
+	os.WriteFile(passwordFile, []byte("wrong"), 0o600)
+	cfg := testConfig(t, web.URL(), map[string]string{"GITSYNC_USERNAME": "alice", "GITSYNC_PASSWORD_FILE": passwordFile})
+	_, err := newTestSyncer(t, cfg).sync(context.Background())
+	if err == nil {
+		t.Fatal("a sync with a wrong password succeeded")
+	}
+	for _, want := range []string{"authentication failed", "GITSYNC_PASSWORD_FILE", web.Addr} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "wrong") {
+		t.Errorf("error %q shows the password", err)
+	}
+	if _, err := os.Lstat(cfg.Link); !os.IsNotExist(err) {
+		t.Errorf("a link was published after a failed first sync (err %v)", err)
+	}
+}
+
+// TestReadersNeverSeeAPartialTree publishes 100 commits while readers resolve the link and read every
+// file of the checkout it points at: each read must find all files, all of one commit.
+func TestReadersNeverSeeAPartialTree(t *testing.T) {
+	const files, swaps = 20, 100
+	u := newUpstream(t)
+	version := func(v int) map[string]string {
+		m := map[string]string{}
+		for i := 0; i < files; i++ {
+			m[fmt.Sprintf("d%d/f%02d", i%3, i)] = fmt.Sprintf("version %d\n", v)
+		}
+		return m
+	}
+	// Every version is written up front (one git fast-import), so that each swap costs one update-ref.
+	var stream strings.Builder
+	for v := 0; v <= swaps; v++ {
+		fmt.Fprintf(&stream, "commit refs/heads/all\ncommitter T <t@example.invalid> %d +0000\ndata 2\nv\n", 1700000000+v)
+		for name, content := range version(v) {
+			fmt.Fprintf(&stream, "M 100644 inline %s\ndata %d\n%s\n", name, len(content), content)
+		}
+	}
+	importer := exec.Command("git", "fast-import", "--quiet")
+	importer.Dir, importer.Stdin = u.Bare, strings.NewReader(stream.String())
+	if out, err := importer.CombinedOutput(); err != nil {
+		t.Fatalf("git fast-import: %v\n%s", err, out)
+	}
+	publish := func(v int) string {
+		hash := hostGit(t, u.Bare, "rev-parse", fmt.Sprintf("all~%d", swaps-v))
+		hostGit(t, u.Bare, "update-ref", "refs/heads/main", hash)
+		return hash
+	}
+	publish(0)
+	cfg := testConfig(t, u.FileURL(), map[string]string{"GITSYNC_REF": "main"})
+	s := newTestSyncer(t, cfg)
+	mustSync(t, s)
+
+	var stop atomic.Bool
+	var reads atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for r := 0; r < 2; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				if err := readSnapshot(cfg.Link, files); err != nil {
+					errs <- err
+					return
+				}
+				reads.Add(1)
+				time.Sleep(200 * time.Microsecond) // leave the CPUs to git: readers are not the load under test
+			}
+		}()
+	}
+	for v := 1; v <= swaps; v++ {
+		hash := publish(v)
+		if res, err := s.sync(context.Background()); err != nil || res.Hash != hash {
+			stop.Store(true)
+			wg.Wait()
+			t.Fatalf("swap %d: %+v, %v", v, res, err)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if _, content := published(t, cfg, "d0/f00"); content != fmt.Sprintf("version %d\n", swaps) {
+		t.Errorf("after %d swaps the link shows %q", swaps, content)
+	}
+	t.Logf("%d consistent reads across %d swaps", reads.Load(), swaps)
+}
+
+// readSnapshot resolves the link once and reads every file of that checkout.
+func readSnapshot(link string, files int) error {
+	target, err := os.Readlink(link)
+	if err != nil {
+		return fmt.Errorf("the link is missing: %v", err)
+	}
+	dir := filepath.Join(filepath.Dir(link), target)
+	want := ""
+	for i := 0; i < files; i++ {
+		b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("d%d/f%02d", i%3, i)))
+		if err != nil {
+			return fmt.Errorf("partial tree %s: %v", target, err)
+		}
+		if want == "" {
+			want = string(b)
+		} else if string(b) != want {
+			return fmt.Errorf("mixed tree %s: %q and %q", target, want, b)
+		}
+	}
+	return nil
+}
+
+func TestRestartResumesThePublishedCheckout(t *testing.T) {
+	u := newUpstream(t)
+	hash := u.Commit(map[string]string{"f": "x"})
+	cfg := testConfig(t, u.FileURL(), nil)
+	mustSync(t, newTestSyncer(t, cfg))
+	s := newTestSyncer(t, cfg)
+	if s.current != hash {
+		t.Fatalf("a restarted syncer adopted %q, want %s", s.current, hash)
+	}
+	if res := mustSync(t, s); res.Changed {
+		t.Errorf("a restarted syncer re-published the same commit: %+v", res)
+	}
+}

@@ -1,0 +1,488 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/outrigger-dev/outrigger/sidecars/shard-ambassador/ring"
+)
+
+// This file is the shard side of the proxy, shared by redis and memcache: a few long-lived connections
+// per shard, each carrying the requests of many clients (as twemproxy does). Clients append encoded
+// requests to a connection's write buffer and one of them writes the lot in a single syscall; one reader
+// goroutine per connection matches replies to requests in FIFO order. A connection that fails or stops
+// answering within the timeout is closed and every request waiting on it gets the error.
+
+// request is one command sent to one shard and, when done, its raw reply or an error.
+type request struct {
+	reply  []byte
+	err    error
+	waiter *waiter
+	sentAt int64 // unix nanoseconds
+	// kind tells a protocol's reply parser what reply shape to expect (memcache: a retrieval or one line).
+	kind byte
+}
+
+// waiter counts a client's outstanding requests and wakes the client when the last one completes.
+// The client holds one extra count while it dispatches, so done fires exactly once per batch.
+type waiter struct {
+	pending atomic.Int32
+	done    chan struct{}
+}
+
+func newWaiter() *waiter { return &waiter{done: make(chan struct{}, 1)} }
+
+func (w *waiter) complete() {
+	if w.pending.Add(-1) == 0 {
+		w.done <- struct{}{}
+	}
+}
+
+// replyParser returns the length of the complete reply at the start of buf, 0 when more bytes are needed,
+// or an error when the shard sent something that is not a reply to req.
+type replyParser func(buf []byte, req *request) (int, error)
+
+// shard is one backend server with its connection slots and its failure accounting.
+type shard struct {
+	index   int
+	server  ring.Server
+	backend *backend
+	metrics shardMetrics
+
+	mu         sync.Mutex
+	conns      []*serverConn
+	dialErr    error     // the last dial error, returned at once until retryDial
+	retryDial  time.Time // no new dial before this (bounded backoff after a failed dial)
+	backoff    time.Duration
+	failures   int       // consecutive failures (twemproxy's failure_count)
+	ejectedTil time.Time // zero when in the ring
+	hadFailure atomic.Bool
+}
+
+// backend is every shard of the pool plus the ring that maps keys onto the live ones.
+type backend struct {
+	cfg    *Config
+	parse  replyParser
+	shards []*shard
+	ring   atomic.Pointer[ring.Ring]
+	log    *slog.Logger
+	wg     sync.WaitGroup // reader and watchdog goroutines
+	ctx    context.Context
+	dialer net.Dialer
+
+	ringMu sync.Mutex // serialises ring rebuilds
+}
+
+func newBackend(ctx context.Context, cfg *Config, parse replyParser, m *metrics, log *slog.Logger) (*backend, error) {
+	b := &backend{cfg: cfg, parse: parse, log: log, ctx: ctx}
+	b.dialer.Timeout = cfg.Timeout
+	for i, s := range cfg.Servers {
+		b.shards = append(b.shards, &shard{
+			index: i, server: s, backend: b, metrics: m.forShard(s.String()),
+			conns: make([]*serverConn, cfg.ServerConnections),
+		})
+	}
+	if err := b.rebuild(time.Now()); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// rebuild makes a new ring from the shards that are not ejected at now.
+func (b *backend) rebuild(now time.Time) error {
+	b.ringMu.Lock()
+	defer b.ringMu.Unlock()
+	live := make([]bool, len(b.shards))
+	for i, s := range b.shards {
+		s.mu.Lock()
+		live[i] = s.ejectedTil.IsZero() || !now.Before(s.ejectedTil)
+		if live[i] && !s.ejectedTil.IsZero() {
+			s.ejectedTil = time.Time{}
+			b.log.Info("shard back in the ring after the retry timeout", "shard", s.server.String())
+		}
+		s.mu.Unlock()
+		s.metrics.setInRing(live[i])
+	}
+	r, err := ring.New(b.cfg.Servers, live, b.cfg.hashFunc, b.cfg.Distribution, b.cfg.HashTag)
+	if err != nil {
+		return err
+	}
+	b.ring.Store(r)
+	return nil
+}
+
+// maintain brings ejected shards back when their retry timeout has passed.
+func (b *backend) maintain(ctx context.Context) {
+	if !b.cfg.AutoEjectHosts {
+		return
+	}
+	tick := time.NewTicker(min(b.cfg.ServerRetryTimeout/4+time.Millisecond, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			due := false
+			for _, s := range b.shards {
+				s.mu.Lock()
+				if !s.ejectedTil.IsZero() && !now.Before(s.ejectedTil) {
+					due = true
+				}
+				s.mu.Unlock()
+			}
+			if due {
+				if err := b.rebuild(now); err != nil {
+					b.log.Error("rebuilding the ring", "err", err)
+				}
+			}
+		}
+	}
+}
+
+// close closes every shard connection (failing what is still pending) and waits for their goroutines.
+func (b *backend) close() {
+	for _, s := range b.shards {
+		s.mu.Lock()
+		conns := append([]*serverConn(nil), s.conns...)
+		s.mu.Unlock()
+		for _, c := range conns {
+			if c != nil {
+				c.fail(errShuttingDown, false)
+			}
+		}
+	}
+	b.wg.Wait()
+}
+
+var errShuttingDown = errors.New("shard-ambassador is shutting down")
+
+// reachable reports whether at least one shard is reachable: a live connection, or else a quick dial.
+func (b *backend) reachable() error {
+	for _, s := range b.shards {
+		s.mu.Lock()
+		for _, c := range s.conns {
+			if c != nil && c.broken.Load() == nil {
+				s.mu.Unlock()
+				return nil
+			}
+		}
+		s.mu.Unlock()
+	}
+	var errs []error
+	for _, s := range b.shards {
+		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Timeout)
+		c, err := b.dialer.DialContext(ctx, "tcp", s.server.Addr())
+		cancel()
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("no shard reachable: %w", errors.Join(errs...))
+}
+
+// recordFailure counts a failure of s and ejects it from the ring when the pool auto-ejects and the
+// failure limit is reached (twemproxy's server_failure).
+func (s *shard) recordFailure(err error) {
+	s.metrics.failure()
+	s.hadFailure.Store(true)
+	b := s.backend
+	s.mu.Lock()
+	s.failures++
+	eject := b.cfg.AutoEjectHosts && s.failures >= b.cfg.ServerFailureLimit && s.ejectedTil.IsZero()
+	if eject {
+		s.failures = 0
+		s.ejectedTil = time.Now().Add(b.cfg.ServerRetryTimeout)
+	}
+	s.mu.Unlock()
+	if eject {
+		b.log.Warn("ejecting shard from the ring", "shard", s.server.String(), "for", b.cfg.ServerRetryTimeout, "err", err)
+		s.metrics.ejected()
+		if rerr := b.rebuild(time.Now()); rerr != nil {
+			b.log.Error("rebuilding the ring", "err", rerr)
+		}
+	}
+}
+
+func (s *shard) recordSuccess() {
+	s.mu.Lock()
+	s.failures = 0
+	s.mu.Unlock()
+}
+
+// conn returns the connection in slot i, dialling it (the host name resolved anew) when it is missing or
+// broken. After a failed dial it returns that error at once until a short, bounded backoff has passed.
+func (s *shard) conn(i int) (*serverConn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.conns[i]; c != nil && c.broken.Load() == nil {
+		return c, nil
+	}
+	now := time.Now()
+	if now.Before(s.retryDial) {
+		return nil, s.dialErr
+	}
+	b := s.backend
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Timeout)
+	nc, err := b.dialer.DialContext(ctx, "tcp", s.server.Addr())
+	cancel()
+	if err != nil {
+		s.backoff = min(max(2*s.backoff, 10*time.Millisecond), time.Second)
+		s.retryDial = time.Now().Add(s.backoff)
+		s.dialErr = fmt.Errorf("shard %s: connecting: %w", s.server, err)
+		s.mu.Unlock()
+		s.recordFailure(err)
+		s.mu.Lock()
+		return nil, s.dialErr
+	}
+	s.backoff, s.retryDial, s.dialErr = 0, time.Time{}, nil
+	c := &serverConn{shard: s, conn: nc, closed: make(chan struct{})}
+	s.conns[i] = c
+	b.wg.Add(2)
+	go c.readLoop()
+	go c.watchdog()
+	return c, nil
+}
+
+// serverConn is one connection to a shard, shared by many clients.
+type serverConn struct {
+	shard  *shard
+	conn   net.Conn
+	broken atomic.Pointer[error]
+	closed chan struct{}
+
+	mu      sync.Mutex
+	wbuf    []byte
+	wspare  []byte
+	queue   fifo
+	writing bool
+}
+
+// enqueue appends req's encoded bytes to the write buffer; flush sends them. It fails at once when the
+// connection is broken.
+func (c *serverConn) enqueue(req *request, data []byte) error {
+	c.mu.Lock()
+	if e := c.broken.Load(); e != nil {
+		c.mu.Unlock()
+		return *e
+	}
+	c.wbuf = append(c.wbuf, data...)
+	c.queue.push(req)
+	c.mu.Unlock()
+	return nil
+}
+
+// claimFlush makes the caller the writer of the buffered requests, unless another client already is (it
+// will also send what was appended meanwhile) or there is nothing to send. A claimer must call writeOut.
+func (c *serverConn) claimFlush() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.writing || len(c.wbuf) == 0 || c.broken.Load() != nil {
+		return false
+	}
+	c.writing = true
+	return true
+}
+
+// writeOut writes the buffered requests until the buffer is empty, so that bytes appended meanwhile by
+// other clients go out with the next write; only the claimer calls it.
+func (c *serverConn) writeOut() {
+	c.mu.Lock()
+	for len(c.wbuf) > 0 && c.broken.Load() == nil {
+		buf := c.wbuf
+		c.wbuf = c.wspare[:0]
+		c.mu.Unlock()
+		_, err := c.conn.Write(buf)
+		c.mu.Lock()
+		c.wspare = buf[:0]
+		if err != nil {
+			c.writing = false
+			c.mu.Unlock()
+			c.fail(fmt.Errorf("shard %s: writing: %w", c.shard.server, err), true)
+			return
+		}
+	}
+	c.writing = false
+	c.mu.Unlock()
+}
+
+// fail breaks the connection once: it is closed and every pending request gets err.
+func (c *serverConn) fail(err error, count bool) {
+	c.mu.Lock()
+	if !c.broken.CompareAndSwap(nil, &err) {
+		c.mu.Unlock()
+		return
+	}
+	pending := c.queue.drain()
+	c.wbuf = nil
+	c.mu.Unlock()
+	close(c.closed)
+	c.conn.Close()
+	for _, r := range pending {
+		r.err = err
+		r.waiter.complete()
+	}
+	if count {
+		c.shard.recordFailure(err)
+	}
+}
+
+// readLoop reads replies and hands each to the oldest pending request.
+func (c *serverConn) readLoop() {
+	defer c.shard.backend.wg.Done()
+	parse := c.shard.backend.parse
+	buf := make([]byte, 16<<10)
+	r, w := 0, 0
+	var heads [64]*request
+	var ends [64]int
+	for {
+		// Parse every complete reply in the buffer, in groups of up to 64 (one lock per group).
+		for r < w {
+			c.mu.Lock()
+			n := c.queue.peek(heads[:])
+			c.mu.Unlock()
+			if n == 0 {
+				c.fail(fmt.Errorf("shard %s: unexpected data with no request pending: %.40q", c.shard.server, buf[r:w]), true)
+				return
+			}
+			k, at := 0, r
+			for k < n {
+				size, err := parse(buf[at:w], heads[k])
+				if err != nil {
+					c.fail(fmt.Errorf("shard %s: %w", c.shard.server, err), true)
+					return
+				}
+				if size == 0 {
+					break
+				}
+				at += size
+				ends[k] = at
+				k++
+			}
+			if k == 0 {
+				break
+			}
+			c.mu.Lock()
+			if c.broken.Load() != nil { // fail() already answered them
+				c.mu.Unlock()
+				return
+			}
+			c.queue.pop(k)
+			c.mu.Unlock()
+			now := time.Now().UnixNano()
+			start := r
+			for i := 0; i < k; i++ {
+				req := heads[i]
+				req.reply = append(req.reply[:0], buf[start:ends[i]]...)
+				start = ends[i]
+				c.shard.metrics.observe(now - req.sentAt)
+				req.waiter.complete()
+				heads[i] = nil
+			}
+			r = start
+		}
+		if r == w {
+			r, w = 0, 0
+		} else if w == len(buf) {
+			if r > 0 {
+				w = copy(buf, buf[r:w])
+				r = 0
+			} else {
+				buf = append(buf, make([]byte, len(buf))...)
+			}
+		}
+		n, err := c.conn.Read(buf[w:])
+		w += n
+		if err != nil {
+			if c.broken.Load() == nil {
+				c.fail(fmt.Errorf("shard %s: reading: %w", c.shard.server, err), true)
+			}
+			return
+		}
+		if n > 0 {
+			c.shard.recordSuccessSoon()
+		}
+	}
+}
+
+// recordSuccessSoon resets the failure count on the first reply after failures, cheaply.
+func (s *shard) recordSuccessSoon() {
+	if s.hadFailure.Load() {
+		s.hadFailure.Store(false)
+		s.recordSuccess()
+	}
+}
+
+// watchdog fails the connection when its oldest request has waited longer than the timeout.
+func (c *serverConn) watchdog() {
+	defer c.shard.backend.wg.Done()
+	timeout := c.shard.backend.cfg.Timeout
+	tick := time.NewTicker(max(timeout/4, 5*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.closed:
+			return
+		case <-c.shard.backend.ctx.Done():
+			c.fail(errShuttingDown, false)
+			return
+		case now := <-tick.C:
+			c.mu.Lock()
+			oldest := c.queue.oldest()
+			c.mu.Unlock()
+			if oldest != 0 && now.UnixNano()-oldest > int64(timeout) {
+				c.fail(fmt.Errorf("shard %s: no reply within the timeout of %s", c.shard.server, timeout), true)
+				return
+			}
+		}
+	}
+}
+
+// fifo is a queue of requests in the order they were written to the shard.
+type fifo struct {
+	items []*request
+	head  int
+}
+
+func (q *fifo) push(r *request) {
+	if q.head > 0 && q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+	q.items = append(q.items, r)
+}
+
+func (q *fifo) peek(out []*request) int { return copy(out, q.items[q.head:]) }
+
+func (q *fifo) pop(n int) {
+	clear(q.items[q.head : q.head+n])
+	q.head += n
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	} else if q.head > 1024 && q.head > len(q.items)/2 {
+		k := copy(q.items, q.items[q.head:])
+		clear(q.items[k:])
+		q.items, q.head = q.items[:k], 0
+	}
+}
+
+func (q *fifo) oldest() int64 {
+	if q.head < len(q.items) {
+		return q.items[q.head].sentAt
+	}
+	return 0
+}
+
+func (q *fifo) drain() []*request {
+	out := append([]*request(nil), q.items[q.head:]...)
+	clear(q.items)
+	q.items, q.head = nil, 0
+	return out
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/outrigger-dev/outrigger/internal/envflag"
+	"github.com/outrigger-dev/outrigger/sidecars/shard-ambassador/ring"
+)
+
+// Config is the validated configuration; run trusts it.
+type Config struct {
+	Protocol     string // redis, memcache or http
+	Listen       string // host:port; "" means 127.0.0.1 with the protocol's usual port
+	Shards       string // SHARDS as given
+	Hash         string
+	Distribution string
+	HashTag      string
+	ConfigFile   string
+	Pool         string
+	StatusPort   int
+
+	Timeout            time.Duration
+	AutoEjectHosts     bool
+	ServerFailureLimit int
+	ServerRetryTimeout time.Duration
+	ServerConnections  int
+	HTTPKeyHeader      string
+
+	// Derived by loadConfig.
+	Servers  []ring.Server
+	hashFunc ring.HashFunc
+}
+
+// defaultPorts are the usual ports of each protocol, used when LISTEN is not set.
+var defaultPorts = map[string]string{"redis": "6379", "memcache": "11211", "http": "8080"}
+
+// settings is the one source of truth for the ENV names, their defaults and their usage lines.
+func settings(c *Config) envflag.Set {
+	return envflag.Set{Program: "shard-ambassador", Vars: []envflag.Var{
+		{Env: "PROTOCOL", Default: "redis", Usage: "protocol spoken by the app and the shards: redis, memcache or http",
+			Parse: envflag.OneOf(&c.Protocol, "redis", "memcache", "http")},
+		{Env: "LISTEN", Usage: "listen address host:port (default: 127.0.0.1 with the protocol's port: 6379, 11211 or 8080)",
+			Parse: optionalHostPort(&c.Listen)},
+		{Env: "SHARDS", Usage: "the shards, twemproxy style: host:port:weight [name], comma-separated",
+			Parse: envflag.String(&c.Shards)},
+		{Env: "HASH", Default: "fnv1a_64", Usage: "hash function, twemproxy's names: " + strings.Join(ring.HashNames(), ", "),
+			Parse: envflag.OneOf(&c.Hash, ring.HashNames()...)},
+		{Env: "DISTRIBUTION", Default: "ketama", Usage: "key distribution: ketama (consistent hashing), modula or random",
+			Parse: envflag.OneOf(&c.Distribution, ring.Distributions...)},
+		{Env: "HASH_TAG", Usage: "two characters, e.g. {}: only the part of a key between them is hashed",
+			Parse: hashTag(&c.HashTag)},
+		{Env: "CONFIG_FILE", Usage: "a twemproxy (nutcracker.yml) file; its pool's keys win over the settings above",
+			Parse: envflag.String(&c.ConfigFile)},
+		{Env: "POOL", Usage: "the pool of CONFIG_FILE to serve (default: the first)",
+			Parse: envflag.String(&c.Pool)},
+		{Env: "TIMEOUT", Default: "1s", Usage: "how long a shard may take to connect or reply before the request fails",
+			Parse: envflag.Duration(&c.Timeout, time.Millisecond)},
+		{Env: "AUTO_EJECT_HOSTS", Default: "false", Usage: "take a failing shard out of the ring (its keys move to the others)",
+			Parse: envflag.Bool(&c.AutoEjectHosts)},
+		{Env: "SERVER_FAILURE_LIMIT", Default: "2", Usage: "consecutive failures that eject a shard (with AUTO_EJECT_HOSTS)",
+			Parse: envflag.Int(&c.ServerFailureLimit, 1, 1000)},
+		{Env: "SERVER_RETRY_TIMEOUT", Default: "30s", Usage: "how long an ejected shard stays out of the ring",
+			Parse: envflag.Duration(&c.ServerRetryTimeout, time.Millisecond)},
+		{Env: "SERVER_CONNECTIONS", Default: "1", Usage: "connections to each shard, shared by all clients",
+			Parse: envflag.Int(&c.ServerConnections, 1, 1024)},
+		{Env: "HTTP_KEY_HEADER", Usage: "http: a request header whose value is hashed with the URI (e.g. X-Country)",
+			Parse: envflag.String(&c.HTTPKeyHeader)},
+		{Env: "STATUS_PORT", Default: "9804", Usage: "plain-HTTP port for /healthz, /readyz and /metrics",
+			Parse: envflag.Port(&c.StatusPort)},
+	}}
+}
+
+func optionalHostPort(p *string) func(string) error {
+	return func(s string) error {
+		if s == "" {
+			*p = ""
+			return nil
+		}
+		return envflag.HostPort(p)(s)
+	}
+}
+
+func hashTag(p *string) func(string) error {
+	return func(s string) error {
+		if s != "" && len(s) != 2 {
+			return fmt.Errorf("want two characters, such as {}")
+		}
+		*p = s
+		return nil
+	}
+}
+
+// loadConfig parses flags and ENV, reads CONFIG_FILE when set, and validates the result as a whole.
+func loadConfig(args []string, lookupEnv func(string) (string, bool), out io.Writer) (*Config, error) {
+	c := &Config{}
+	if err := settings(c).Parse(args, lookupEnv, out); err != nil {
+		return nil, err
+	}
+	var problems []error
+	if c.ConfigFile != "" {
+		if c.Shards != "" {
+			problems = append(problems, fmt.Errorf("SHARDS=%q and CONFIG_FILE=%q are both set: the shards come from one of them", c.Shards, c.ConfigFile))
+		}
+		if err := applyNutcrackerFile(c); err != nil {
+			problems = append(problems, err)
+		}
+	} else {
+		if c.Pool != "" {
+			problems = append(problems, fmt.Errorf("POOL=%q is set but CONFIG_FILE is not: POOL picks a pool of CONFIG_FILE", c.Pool))
+		}
+		if strings.TrimSpace(c.Shards) == "" {
+			problems = append(problems, fmt.Errorf("SHARDS is empty: set SHARDS (host:port:weight [name], comma-separated) or CONFIG_FILE"))
+		}
+		for _, item := range envflag.SplitList(c.Shards) {
+			s, err := ring.ParseServer(item)
+			if err != nil {
+				problems = append(problems, fmt.Errorf("invalid SHARDS=%q: %w", c.Shards, err))
+				continue
+			}
+			c.Servers = append(c.Servers, s)
+		}
+	}
+	if len(problems) == 0 {
+		problems = append(problems, c.validate()...)
+	}
+	return c, errors.Join(problems...)
+}
+
+// validate checks what single settings cannot: duplicate shards, the listen address, the hash.
+func (c *Config) validate() []error {
+	var problems []error
+	ring.SortServers(c.Servers)
+	seen := map[string]bool{}
+	for _, s := range c.Servers {
+		if seen[s.KetamaName()] {
+			problems = append(problems, fmt.Errorf("shard %q appears twice (same name or address): each shard needs its own place on the ring", s.KetamaName()))
+		}
+		seen[s.KetamaName()] = true
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:" + defaultPorts[c.Protocol]
+	}
+	h, err := ring.Hash(c.Hash)
+	if err != nil {
+		problems = append(problems, fmt.Errorf("invalid HASH=%q: %w", c.Hash, err))
+	}
+	c.hashFunc = h
+	if _, err := ring.New(c.Servers, nil, ring.FNV1a64, c.Distribution, c.HashTag); err != nil {
+		problems = append(problems, err)
+	}
+	if c.StatusPort != 0 && strings.HasSuffix(c.Listen, ":"+strconv.Itoa(c.StatusPort)) {
+		problems = append(problems, fmt.Errorf("LISTEN=%q and STATUS_PORT=%d use the same port", c.Listen, c.StatusPort))
+	}
+	return problems
+}

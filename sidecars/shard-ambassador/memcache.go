@@ -1,0 +1,386 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+)
+
+// The memcache ASCII protocol: retrievals (get, gets) with any number of keys are split per shard and
+// merged back in key order; storage (set, add, replace, append, prepend, cas), delete, incr, decr and
+// touch go to their key's shard untouched. "noreply" is honoured by the proxy: the shard is asked for a
+// reply (so replies still match requests one for one) and the proxy drops it.
+
+const (
+	kindLine      byte = iota + 1 // the reply is one line
+	kindRetrieval                 // VALUE blocks, then END
+)
+
+const maxMemcacheLine = 8 << 10
+
+// parseMemcacheReply is the memcache replyParser.
+func parseMemcacheReply(buf []byte, req *request) (int, error) {
+	if req.kind != kindRetrieval {
+		return lineLen(buf)
+	}
+	pos := 0
+	for {
+		n, err := lineLen(buf[pos:])
+		if err != nil || n == 0 {
+			return 0, err
+		}
+		line := buf[pos : pos+n]
+		if !bytes.HasPrefix(line, []byte("VALUE ")) {
+			return pos + n, nil // END, or an error line that ends the reply
+		}
+		size, err := valueSize(line)
+		if err != nil {
+			return 0, err
+		}
+		if pos+n+size+2 > len(buf) {
+			return 0, nil
+		}
+		pos += n + size + 2
+	}
+}
+
+func lineLen(buf []byte) (int, error) {
+	i := bytes.IndexByte(buf, '\n')
+	if i < 0 {
+		if len(buf) > maxMemcacheLine {
+			return 0, fmt.Errorf("protocol error: reply line longer than %d bytes", maxMemcacheLine)
+		}
+		return 0, nil
+	}
+	return i + 1, nil
+}
+
+// valueSize reads <bytes> from "VALUE <key> <flags> <bytes> [<cas>]\r\n".
+func valueSize(line []byte) (int, error) {
+	var f [6][]byte
+	n := fields(line, f[:])
+	if n < 4 {
+		return 0, fmt.Errorf("protocol error: bad VALUE line %.60q", line)
+	}
+	size, err := strconv.Atoi(string(f[3]))
+	if err != nil || size < 0 {
+		return 0, fmt.Errorf("protocol error: bad VALUE line %.60q", line)
+	}
+	return size, nil
+}
+
+// fields splits line on spaces (and the trailing \r\n) into out and returns how many fields there were,
+// which may exceed len(out).
+func fields(line []byte, out [][]byte) int {
+	n, i := 0, 0
+	for i < len(line) {
+		for i < len(line) && (line[i] == ' ' || line[i] == '\r' || line[i] == '\n') {
+			i++
+		}
+		start := i
+		for i < len(line) && line[i] != ' ' && line[i] != '\r' && line[i] != '\n' {
+			i++
+		}
+		if i > start {
+			if n < len(out) {
+				out[n] = line[start:i]
+			}
+			n++
+		}
+	}
+	return n
+}
+
+// memcacheSession serves one memcache client.
+type memcacheSession struct {
+	session
+	m       *metrics
+	args    [][]byte
+	slots   []memcacheSlot
+	local   []byte
+	subs    []*request
+	keySub  []int32
+	keys    [][]byte // the keys of split retrievals, aliasing the read buffer until the replies are written
+	scratch []byte
+	owners  []int
+}
+
+type memcacheSlot struct {
+	req      *request
+	noreply  bool
+	lo, hi   int
+	klo, khi int
+	split    bool
+}
+
+func serveMemcache(b *backend, m *metrics, s session) error {
+	c := &memcacheSession{session: s, m: m, args: make([][]byte, 0, 32), owners: make([]int, len(b.shards))}
+	for {
+		c.begin()
+		c.slots, c.local, c.subs, c.keySub, c.keys = c.slots[:0], c.local[:0], c.subs[:0], c.keySub[:0], c.keys[:0]
+		consumed := c.r
+		for len(c.slots) < maxBatch && !c.quit {
+			n, err := c.parse(c.rbuf[consumed:c.w])
+			if err != nil {
+				c.out.WriteString("CLIENT_ERROR " + err.Error() + "\r\n")
+				c.out.Flush()
+				return err
+			}
+			if n == 0 {
+				break
+			}
+			consumed += n
+		}
+		if len(c.slots) == 0 && !c.quit {
+			if err := c.fill(); err != nil {
+				return err
+			}
+			continue
+		}
+		c.wait()
+		if err := c.writeReplies(); err != nil {
+			return err
+		}
+		c.r = consumed // the keys of split retrievals point into the buffer until now
+		if c.quit {
+			return nil
+		}
+	}
+}
+
+func (c *memcacheSession) localLine(format string, a ...any) {
+	lo := len(c.local)
+	c.local = fmt.Appendf(c.local, format, a...)
+	c.local = append(c.local, '\r', '\n')
+	c.slots = append(c.slots, memcacheSlot{lo: lo, hi: len(c.local)})
+}
+
+// parse handles one command at the start of buf and returns its length (0: incomplete).
+func (c *memcacheSession) parse(buf []byte) (int, error) {
+	i := bytes.IndexByte(buf, '\n')
+	if i < 0 {
+		if len(buf) > maxMemcacheLine {
+			return 0, fmt.Errorf("line too long")
+		}
+		return 0, nil
+	}
+	line := buf[:i+1]
+	c.args = c.args[:cap(c.args)]
+	n := fields(line, c.args)
+	if n > len(c.args) {
+		c.args = make([][]byte, n)
+		fields(line, c.args)
+	}
+	args := c.args[:n]
+	if n == 0 {
+		c.localLine("ERROR")
+		return len(line), nil
+	}
+	switch string(args[0]) {
+	case "get", "gets":
+		if n < 2 {
+			c.localLine("ERROR")
+			return len(line), nil
+		}
+		c.retrieve(line, args)
+		return len(line), nil
+	case "set", "add", "replace", "append", "prepend", "cas":
+		want := 5
+		if string(args[0]) == "cas" {
+			want = 6
+		}
+		if n != want && !(n == want+1 && string(args[want]) == "noreply") {
+			c.localLine("CLIENT_ERROR bad command line format")
+			return len(line), nil
+		}
+		size, err := strconv.Atoi(string(args[4]))
+		if err != nil || size < 0 || size > maxBulkSize {
+			c.localLine("CLIENT_ERROR bad data chunk")
+			return len(line), nil
+		}
+		total := len(line) + size + 2
+		if total > len(buf) {
+			return 0, nil
+		}
+		if buf[total-2] != '\r' || buf[total-1] != '\n' {
+			return 0, fmt.Errorf("bad data chunk")
+		}
+		c.forward(args, n > want, buf[:total], buf[len(line):total])
+		return total, nil
+	case "delete", "incr", "decr", "touch":
+		if n < 2 {
+			c.localLine("ERROR")
+			return len(line), nil
+		}
+		noreply := string(args[n-1]) == "noreply"
+		c.forward(args, noreply, line, nil)
+		return len(line), nil
+	case "version":
+		c.localLine("VERSION shard-ambassador-%s", version)
+		return len(line), nil
+	case "quit":
+		c.quit = true
+		return len(line), nil
+	}
+	c.m.refused.WithLabelValues(upperName(args[0])).Inc()
+	c.localLine("CLIENT_ERROR shard-ambassador: command '%s' cannot be sharded, refused", args[0])
+	return len(line), nil
+}
+
+// forward sends a one-key command (raw: line and data) to its key's shard; with noreply the line is
+// re-encoded without "noreply" and the shard's reply is dropped.
+func (c *memcacheSession) forward(args [][]byte, noreply bool, raw, data []byte) {
+	if noreply {
+		c.scratch = bytes.Join(args[:len(args)-1], []byte(" "))
+		c.scratch = append(c.scratch, '\r', '\n')
+		c.scratch = append(c.scratch, data...)
+		raw = c.scratch
+	}
+	i, err := pick(c.b, args[1])
+	if err != nil {
+		c.serverError(noreply, err)
+		return
+	}
+	req := c.newRequest()
+	req.kind = kindLine
+	if err := c.send(i, req, raw); err != nil {
+		c.serverError(noreply, err)
+		return
+	}
+	c.slots = append(c.slots, memcacheSlot{req: req, noreply: noreply})
+}
+
+func (c *memcacheSession) serverError(noreply bool, err error) {
+	if !noreply {
+		c.localLine("SERVER_ERROR shard-ambassador: %s", oneLine(err.Error()))
+	}
+}
+
+// retrieve sends get/gets: as is when every key is on one shard, else one sub-command per shard.
+func (c *memcacheSession) retrieve(line []byte, args [][]byte) {
+	r := c.b.ring.Load()
+	keys := args[1:]
+	first := r.Pick(keys[0])
+	same := first >= 0
+	for _, k := range keys[1:] {
+		if !same {
+			break
+		}
+		same = r.Pick(k) == first
+	}
+	if same {
+		req := c.newRequest()
+		req.kind = kindRetrieval
+		if err := c.send(first, req, line); err != nil {
+			c.serverError(false, err)
+			return
+		}
+		c.slots = append(c.slots, memcacheSlot{req: req})
+		return
+	}
+	for i := range c.owners {
+		c.owners[i] = -1
+	}
+	var shards []int
+	klo := len(c.keySub)
+	for _, k := range keys {
+		i := r.Pick(k)
+		if i < 0 {
+			c.keySub = c.keySub[:klo]
+			c.serverError(false, errNoLiveShard)
+			return
+		}
+		if c.owners[i] < 0 {
+			c.owners[i] = len(shards)
+			shards = append(shards, i)
+		}
+		c.keySub = append(c.keySub, int32(c.owners[i]))
+		c.keys = append(c.keys, k)
+	}
+	lo := len(c.subs)
+	for pos, i := range shards {
+		c.scratch = append(c.scratch[:0], args[0]...)
+		for k, o := range c.keySub[klo:] {
+			if int(o) == pos {
+				c.scratch = append(c.scratch, ' ')
+				c.scratch = append(c.scratch, keys[k]...)
+			}
+		}
+		c.scratch = append(c.scratch, '\r', '\n')
+		req := c.newRequest()
+		req.kind = kindRetrieval
+		if err := c.send(i, req, c.scratch); err != nil {
+			req.err = err
+		}
+		c.subs = append(c.subs, req)
+	}
+	c.slots = append(c.slots, memcacheSlot{split: true, lo: lo, hi: len(c.subs), klo: klo, khi: len(c.keySub)})
+}
+
+func (c *memcacheSession) writeReplies() error {
+	for i := range c.slots {
+		sl := &c.slots[i]
+		switch {
+		case sl.req != nil:
+			if sl.noreply {
+				break
+			}
+			if sl.req.err != nil {
+				c.out.WriteString("SERVER_ERROR shard-ambassador: " + oneLine(sl.req.err.Error()) + "\r\n")
+			} else {
+				c.out.Write(sl.req.reply)
+			}
+		case sl.split:
+			c.writeMerged(sl)
+		default:
+			c.out.Write(c.local[sl.lo:sl.hi])
+		}
+		sl.req = nil
+	}
+	return c.out.Flush()
+}
+
+// writeMerged writes the VALUE blocks of every sub-reply in the client's key order, then END.
+func (c *memcacheSession) writeMerged(sl *memcacheSlot) {
+	subs := c.subs[sl.lo:sl.hi]
+	for _, r := range subs {
+		if r.err != nil {
+			c.out.WriteString("SERVER_ERROR shard-ambassador: " + oneLine(r.err.Error()) + "\r\n")
+			return
+		}
+		if !bytes.HasPrefix(r.reply, []byte("VALUE ")) && !bytes.Equal(r.reply, []byte("END\r\n")) {
+			c.out.Write(r.reply)
+			return
+		}
+	}
+	cursor := make([]int, len(subs))
+	for k, o := range c.keySub[sl.klo:sl.khi] {
+		r := subs[o]
+		rest := r.reply[cursor[o]:]
+		if !bytes.HasPrefix(rest, []byte("VALUE ")) {
+			continue
+		}
+		n, _ := lineLen(rest)
+		var f [3][]byte
+		fields(rest[:n], f[:])
+		if !bytes.Equal(f[1], c.keys[sl.klo+k]) {
+			continue // a miss: this key has no VALUE block
+		}
+		size, err := valueSize(rest[:n])
+		if err != nil {
+			continue
+		}
+		c.out.Write(rest[:n+size+2])
+		cursor[o] += n + size + 2
+	}
+	c.out.WriteString("END\r\n")
+}
+
+func oneLine(s string) string {
+	return string(bytes.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, []byte(s)))
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the proxy's Prometheus series, per shard where it matters.
+type metrics struct {
+	requests  *prometheus.CounterVec
+	failures  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	ejections *prometheus.CounterVec
+	inRing    *prometheus.GaugeVec
+	clients   prometheus.Gauge
+	refused   *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shard_ambassador_shard_requests_total", Help: "Requests answered by each shard.",
+		}, []string{"shard"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shard_ambassador_shard_failures_total", Help: "Failed connections, writes, reads and timeouts per shard.",
+		}, []string{"shard"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "shard_ambassador_shard_request_duration_seconds", Help: "Time from sending a request to a shard to its reply.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}, []string{"shard"}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shard_ambassador_shard_ejections_total", Help: "Times each shard was ejected from the ring (auto_eject_hosts).",
+		}, []string{"shard"}),
+		inRing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "shard_ambassador_shard_in_ring", Help: "1 when the shard takes keys, 0 while it is ejected.",
+		}, []string{"shard"}),
+		clients: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shard_ambassador_client_connections", Help: "Open client connections.",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shard_ambassador_refused_commands_total", Help: "Commands refused because they cannot be sharded, by command.",
+		}, []string{"command"}),
+	}
+	reg.MustRegister(m.requests, m.failures, m.latency, m.ejections, m.inRing, m.clients, m.refused)
+	return m
+}
+
+// shardMetrics are one shard's children, resolved once so the hot path does no label lookups.
+type shardMetrics struct {
+	requests  prometheus.Counter
+	failures  prometheus.Counter
+	latency   prometheus.Observer
+	ejections prometheus.Counter
+	inRing    prometheus.Gauge
+}
+
+func (m *metrics) forShard(name string) shardMetrics {
+	return shardMetrics{
+		requests:  m.requests.WithLabelValues(name),
+		failures:  m.failures.WithLabelValues(name),
+		latency:   m.latency.WithLabelValues(name),
+		ejections: m.ejections.WithLabelValues(name),
+		inRing:    m.inRing.WithLabelValues(name),
+	}
+}
+
+func (s shardMetrics) observe(nanos int64) {
+	s.requests.Inc()
+	s.latency.Observe(time.Duration(nanos).Seconds())
+}
+
+func (s shardMetrics) failure() { s.failures.Inc() }
+func (s shardMetrics) ejected() { s.ejections.Inc() }
+func (s shardMetrics) setInRing(in bool) {
+	if in {
+		s.inRing.Set(1)
+	} else {
+		s.inRing.Set(0)
+	}
+}

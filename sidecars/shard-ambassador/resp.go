@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// A hand-written RESP2 reader: the proxy never decodes values, it only needs where each command's
+// arguments and each reply end, so it works on the raw bytes in its own buffers (no allocation per
+// command) and forwards them untouched.
+
+const (
+	maxArgs     = 1 << 20
+	maxBulkSize = 512 << 20
+)
+
+var errIncomplete = errors.New("incomplete")
+
+// readLineInt reads the integer of a "<prefix><int>\r\n" header starting at buf[1]. It returns the value
+// and the length of the header, or n == 0 when the header is not complete yet.
+func readLineInt(buf []byte) (v int64, n int, err error) {
+	i := bytes.IndexByte(buf, '\n')
+	if i < 0 {
+		if len(buf) > 64 {
+			return 0, 0, fmt.Errorf("protocol error: header line too long")
+		}
+		return 0, 0, nil
+	}
+	if i < 2 || buf[i-1] != '\r' {
+		return 0, 0, fmt.Errorf("protocol error: bad header %.20q", buf[:i+1])
+	}
+	v, err = strconv.ParseInt(string(buf[1:i-1]), 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("protocol error: bad number in %.20q", buf[:i+1])
+	}
+	return v, i + 1, nil
+}
+
+// parseCommand parses one client command at the start of buf: a RESP array of bulk strings, or an inline
+// command (space-separated words on one line, as typed into telnet). args receives the arguments (slices
+// of buf). It returns 0 consumed bytes when buf holds no complete command yet.
+func parseCommand(buf []byte, args [][]byte) ([][]byte, int, error) {
+	args = args[:0]
+	if len(buf) == 0 {
+		return args, 0, nil
+	}
+	if buf[0] != '*' {
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 {
+			if len(buf) > 64<<10 {
+				return args, 0, fmt.Errorf("protocol error: inline command too long")
+			}
+			return args, 0, nil
+		}
+		for _, f := range bytes.Fields(buf[:i]) {
+			args = append(args, f)
+		}
+		return args, i + 1, nil
+	}
+	argc, pos, err := readLineInt(buf)
+	if err != nil || pos == 0 {
+		return args, 0, err
+	}
+	if argc > maxArgs {
+		return args, 0, fmt.Errorf("protocol error: %d arguments is too many", argc)
+	}
+	for k := int64(0); k < argc; k++ {
+		if pos >= len(buf) {
+			return args, 0, nil
+		}
+		if buf[pos] != '$' {
+			return args, 0, fmt.Errorf("protocol error: expected '$', got %q", buf[pos])
+		}
+		size, n, err := readLineInt(buf[pos:])
+		if err != nil || n == 0 {
+			return args, 0, err
+		}
+		if size < 0 || size > maxBulkSize {
+			return args, 0, fmt.Errorf("protocol error: invalid bulk length %d", size)
+		}
+		start := pos + n
+		end := start + int(size)
+		if end+2 > len(buf) {
+			return args, 0, nil
+		}
+		if buf[end] != '\r' || buf[end+1] != '\n' {
+			return args, 0, fmt.Errorf("protocol error: bulk string not terminated by CRLF")
+		}
+		args = append(args, buf[start:end:end])
+		pos = end + 2
+	}
+	return args, pos, nil
+}
+
+// replyLen returns the length of the complete RESP reply at the start of buf, or 0 when incomplete.
+func replyLen(buf []byte) (int, error) {
+	if len(buf) == 0 {
+		return 0, nil
+	}
+	switch buf[0] {
+	case '+', '-', ':':
+		i := bytes.IndexByte(buf, '\n')
+		return i + 1, nil // 0 when not found
+	case '$':
+		size, n, err := readLineInt(buf)
+		if err != nil || n == 0 || size < 0 {
+			return n, err
+		}
+		if n+int(size)+2 > len(buf) {
+			return 0, nil
+		}
+		return n + int(size) + 2, nil
+	case '*':
+		count, pos, err := readLineInt(buf)
+		if err != nil || pos == 0 || count < 0 {
+			return pos, err
+		}
+		for k := int64(0); k < count; k++ {
+			n, err := replyLen(buf[pos:])
+			if err != nil || n == 0 {
+				return 0, err
+			}
+			pos += n
+		}
+		return pos, nil
+	}
+	return 0, fmt.Errorf("protocol error: unexpected reply byte %q", buf[0])
+}
+
+// parseRedisReply is the redis replyParser: replies delimit themselves.
+func parseRedisReply(buf []byte, _ *request) (int, error) { return replyLen(buf) }
+
+// appendBulk appends a RESP bulk string.
+func appendBulk(dst, b []byte) []byte {
+	dst = append(dst, '$')
+	dst = strconv.AppendInt(dst, int64(len(b)), 10)
+	dst = append(dst, '\r', '\n')
+	dst = append(dst, b...)
+	return append(dst, '\r', '\n')
+}
+
+// appendArrayHeader appends "*n\r\n".
+func appendArrayHeader(dst []byte, n int) []byte {
+	dst = append(dst, '*')
+	dst = strconv.AppendInt(dst, int64(n), 10)
+	return append(dst, '\r', '\n')
+}
+
+// appendError appends a RESP error reply; line breaks in msg become spaces.
+func appendError(dst []byte, msg string) []byte {
+	dst = append(dst, '-')
+	for i := 0; i < len(msg); i++ {
+		if c := msg[i]; c == '\r' || c == '\n' {
+			dst = append(dst, ' ')
+		} else {
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '\r', '\n')
+}
