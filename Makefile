@@ -24,7 +24,7 @@ help: ## list the targets
 
 ##@ The two commands of the README
 .PHONY: demo
-demo: tools build ## start a local control plane, run the webhook, create an annotated pod, print what was injected
+demo: tools ## start a local control plane, run the webhook, create an annotated pod, print what was injected
 	$(GO) run ./e2e/demo
 
 .PHONY: test

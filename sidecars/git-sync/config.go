@@ -169,8 +169,8 @@ func linkPath(root, link, repo string) (string, error) {
 		link = filepath.Join(root, link)
 	}
 	link = filepath.Clean(link)
-	if link == filepath.Clean(root) || filepath.Base(link) == ".git" || filepath.Base(link) == worktreesDir {
-		return "", fmt.Errorf("want a name other than the root, .git and %s", worktreesDir)
+	if link == filepath.Clean(root) || filepath.Base(link) == ".git" || filepath.Base(link) == ".gitconfig" || filepath.Base(link) == worktreesDir {
+		return "", fmt.Errorf("want a name other than the root, .git, .gitconfig and %s", worktreesDir)
 	}
 	return link, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -26,7 +27,7 @@ type gitCommand struct {
 func newGitCommand(cfg *Config) (*gitCommand, error) {
 	env := []string{
 		"GIT_CONFIG_NOSYSTEM=1",
-		"GIT_CONFIG_GLOBAL=/dev/null",
+		"GIT_CONFIG_GLOBAL=" + globalConfigPath(cfg.Root),
 		"GIT_TERMINAL_PROMPT=0",
 		"GIT_OPTIONAL_LOCKS=0",
 		"LC_ALL=C",
@@ -49,6 +50,24 @@ func newGitCommand(cfg *Config) (*gitCommand, error) {
 		env = append(env, "GIT_SSH_COMMAND="+sshCommand(cfg))
 	}
 	return &gitCommand{Bin: "git", Env: env}, nil
+}
+
+// globalConfig is the only git config besides the repository's own. The repository of a file:// URL and
+// GITSYNC_ROOT may belong to another UID (a mounted volume, an earlier pod): they are trusted, as the user
+// chose them. It is a file, not GIT_CONFIG_COUNT, because git drops that for the local upload-pack.
+const globalConfig = "[safe]\n\tdirectory = *\n"
+
+func globalConfigPath(root string) string { return filepath.Join(root, ".gitconfig") }
+
+// writeGlobalConfig writes globalConfig under root (read by every git command the sidecar runs).
+func writeGlobalConfig(root string) error {
+	if b, err := os.ReadFile(globalConfigPath(root)); err == nil && string(b) == globalConfig {
+		return nil
+	}
+	if err := os.WriteFile(globalConfigPath(root), []byte(globalConfig), 0o644); err != nil {
+		return fmt.Errorf("writing git's config: %w", err)
+	}
+	return nil
 }
 
 // sshCommand is the ssh invocation git uses (through /bin/sh, so paths are single-quoted).
@@ -82,13 +101,26 @@ func (g *gitCommand) Run(ctx context.Context, dir string, args ...string) (strin
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 		}
-		msg := lastLines(stderr.String(), 3)
+		msg := gitMessage(stderr.String())
 		if msg != "" {
 			return "", fmt.Errorf("git %s: %w: %s", subcommand(args), err, msg)
 		}
 		return "", fmt.Errorf("git %s: %w", subcommand(args), err)
 	}
 	return strings.TrimSpace(stdout.String()), nil
+}
+
+// gitMessage keeps what git says went wrong: its non-empty lines without the generic advice.
+func gitMessage(stderr string) string {
+	var lines []string
+	for _, l := range strings.Split(stderr, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "Please make sure you have the correct access rights") || l == "and the repository exists." {
+			continue
+		}
+		lines = append(lines, l)
+	}
+	return lastLines(strings.Join(lines, "\n"), 4)
 }
 
 func lastLines(s string, n int) string {

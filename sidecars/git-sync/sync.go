@@ -47,6 +47,9 @@ func (s *syncer) prepare(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Join(s.cfg.Root, worktreesDir), 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", s.cfg.Root, err)
 	}
+	if err := writeGlobalConfig(s.cfg.Root); err != nil {
+		return err
+	}
 	if _, err := os.Stat(filepath.Join(s.gitDir(), "HEAD")); err == nil {
 		if _, err := s.git.Run(ctx, s.gitDir(), "rev-parse", "--git-dir"); err == nil {
 			s.adopt(ctx)

@@ -19,35 +19,6 @@ import (
 // goroutine per connection matches replies to requests in FIFO order. A connection that fails or stops
 // answering within the timeout is closed and every request waiting on it gets the error.
 
-// request is one command sent to one shard and, when done, its raw reply or an error.
-type request struct {
-	reply  []byte
-	err    error
-	waiter *waiter
-	sentAt int64 // unix nanoseconds
-	// kind tells a protocol's reply parser what reply shape to expect (memcache: a retrieval or one line).
-	kind byte
-}
-
-// waiter counts a client's outstanding requests and wakes the client when the last one completes.
-// The client holds one extra count while it dispatches, so done fires exactly once per batch.
-type waiter struct {
-	pending atomic.Int32
-	done    chan struct{}
-}
-
-func newWaiter() *waiter { return &waiter{done: make(chan struct{}, 1)} }
-
-func (w *waiter) complete() {
-	if w.pending.Add(-1) == 0 {
-		w.done <- struct{}{}
-	}
-}
-
-// replyParser returns the length of the complete reply at the start of buf, 0 when more bytes are needed,
-// or an error when the shard sent something that is not a reply to req.
-type replyParser func(buf []byte, req *request) (int, error)
-
 // shard is one backend server with its connection slots and its failure accounting.
 type shard struct {
 	index   int
@@ -327,8 +298,7 @@ func (c *serverConn) fail(err error, count bool) {
 	close(c.closed)
 	c.conn.Close()
 	for _, r := range pending {
-		r.err = err
-		r.waiter.complete()
+		r.finish(nil, err)
 	}
 	if count {
 		c.shard.recordFailure(err)
@@ -339,6 +309,7 @@ func (c *serverConn) fail(err error, count bool) {
 func (c *serverConn) readLoop() {
 	defer c.shard.backend.wg.Done()
 	parse := c.shard.backend.parse
+	var scan replyScan // where the parser stopped in an incomplete reply: it resumes there, not at its start
 	buf := make([]byte, 16<<10)
 	r, w := 0, 0
 	var heads [64]*request
@@ -355,7 +326,7 @@ func (c *serverConn) readLoop() {
 			}
 			k, at := 0, r
 			for k < n {
-				size, err := parse(buf[at:w], heads[k])
+				size, err := parse(buf[at:w], heads[k], &scan)
 				if err != nil {
 					c.fail(fmt.Errorf("shard %s: %w", c.shard.server, err), true)
 					return
@@ -381,16 +352,18 @@ func (c *serverConn) readLoop() {
 			start := r
 			for i := 0; i < k; i++ {
 				req := heads[i]
-				req.reply = append(req.reply[:0], buf[start:ends[i]]...)
-				start = ends[i]
 				c.shard.metrics.observe(now - req.sentAt)
-				req.waiter.complete()
+				req.finish(buf[start:ends[i]], nil)
+				start = ends[i]
 				heads[i] = nil
 			}
 			r = start
 		}
 		if r == w {
 			r, w = 0, 0
+			if len(buf) > 1<<20 { // a huge reply has gone: do not keep its buffer
+				buf = make([]byte, 16<<10)
+			}
 		} else if w == len(buf) {
 			if r > 0 {
 				w = copy(buf, buf[r:w])

@@ -18,26 +18,31 @@ const (
 
 const maxMemcacheLine = 8 << 10
 
-// parseMemcacheReply is the memcache replyParser.
-func parseMemcacheReply(buf []byte, req *request) (int, error) {
+// parseMemcacheReply is the memcache replyParser. A retrieval's VALUE blocks already scanned are not
+// scanned again when more bytes arrive (scan.pos is where the next block starts).
+func parseMemcacheReply(buf []byte, req *request, scan *replyScan) (int, error) {
 	if req.kind != kindRetrieval {
 		return lineLen(buf)
 	}
-	pos := 0
+	pos := scan.pos
 	for {
 		n, err := lineLen(buf[pos:])
 		if err != nil || n == 0 {
+			scan.pos = pos
 			return 0, err
 		}
 		line := buf[pos : pos+n]
 		if !bytes.HasPrefix(line, []byte("VALUE ")) {
+			scan.pos = 0
 			return pos + n, nil // END, or an error line that ends the reply
 		}
 		size, err := valueSize(line)
 		if err != nil {
+			scan.pos = 0
 			return 0, err
 		}
 		if pos+n+size+2 > len(buf) {
+			scan.pos = pos
 			return 0, nil
 		}
 		pos += n + size + 2

@@ -129,8 +129,63 @@ func replyLen(buf []byte) (int, error) {
 	return 0, fmt.Errorf("protocol error: unexpected reply byte %q", buf[0])
 }
 
-// parseRedisReply is the redis replyParser: replies delimit themselves.
-func parseRedisReply(buf []byte, _ *request) (int, error) { return replyLen(buf) }
+// parseRedisReply is the redis replyParser: replies delimit themselves. It does what replyLen does, but
+// resumably: an array's elements already scanned are not scanned again when more bytes arrive.
+func parseRedisReply(buf []byte, _ *request, scan *replyScan) (int, error) {
+	for {
+		if scan.pos >= len(buf) {
+			return 0, nil
+		}
+		b := buf[scan.pos:]
+		var n int
+		switch b[0] {
+		case '+', '-', ':':
+			n = bytes.IndexByte(b, '\n') + 1
+			if n == 0 {
+				return 0, nil
+			}
+		case '$':
+			size, hn, err := readLineInt(b)
+			if err != nil || hn == 0 {
+				return 0, err
+			}
+			n = hn // a nil bulk string has no body
+			if size >= 0 {
+				if hn+int(size)+2 > len(b) {
+					return 0, nil
+				}
+				n += int(size) + 2
+			}
+		case '*':
+			count, hn, err := readLineInt(b)
+			if err != nil || hn == 0 {
+				return 0, err
+			}
+			if count > 0 {
+				scan.pos += hn
+				scan.open = append(scan.open, count)
+				continue
+			}
+			n = hn // an empty or nil array is a complete element
+		default:
+			scan.pos, scan.open = 0, scan.open[:0]
+			return 0, fmt.Errorf("protocol error: unexpected reply byte %q", b[0])
+		}
+		scan.pos += n
+		// One element is complete: so are the arrays it completes, and maybe the whole reply.
+		for {
+			if len(scan.open) == 0 {
+				n, scan.pos = scan.pos, 0
+				return n, nil
+			}
+			last := len(scan.open) - 1
+			if scan.open[last]--; scan.open[last] > 0 {
+				break
+			}
+			scan.open = scan.open[:last]
+		}
+	}
+}
 
 // appendBulk appends a RESP bulk string.
 func appendBulk(dst, b []byte) []byte {

@@ -80,7 +80,7 @@ func Inject(r io.Reader, w io.Writer, opts Options) (*Report, error) {
 		}
 		u := &unstructured.Unstructured{Object: obj}
 		if err := injectObject(u, opts, report); err != nil {
-			problems = append(problems, fmt.Errorf("document %d (%s %s): %w", doc, u.GetKind(), u.GetName(), err))
+			problems = append(problems, fmt.Errorf("document %d (%s): %w", doc, describe(u), err))
 			continue
 		}
 		data, err := yaml.Marshal(u.Object)
@@ -110,7 +110,7 @@ func injectObject(u *unstructured.Unstructured, opts Options, report *Report) er
 			}
 			child := &unstructured.Unstructured{Object: m}
 			if err := injectObject(child, opts, report); err != nil {
-				return fmt.Errorf("items[%d] (%s %s): %w", i, child.GetKind(), child.GetName(), err)
+				return fmt.Errorf("items[%d] (%s): %w", i, describe(child), err)
 			}
 			items[i] = child.Object
 		}
@@ -171,4 +171,9 @@ func injectObject(u *unstructured.Unstructured, opts Options, report *Report) er
 		return unstructured.SetNestedMap(u.Object, target, path...)
 	}
 	return nil
+}
+
+// describe names an object for messages: "Deployment web", or just "List".
+func describe(u *unstructured.Unstructured) string {
+	return strings.TrimSpace(u.GetKind() + " " + u.GetName())
 }

@@ -1,0 +1,26 @@
+#!/bin/bash
+# git-sync benchmark: initial sync of a generated repository (5,000 files, 2,000 commits) against plain
+# `git clone` in the same run (the peer ratio), and the time from `git push` to the link flip with a 1 s
+# period. Everything runs on 127.0.0.1. Needs git (`make deps`); uses _output/bin/git-sync from `make build`
+# when it exists. Results go to docs/perf-git-sync.md (by hand).
+#   bench/git-sync/run.sh [pushes]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH=/usr/local/go/bin:$PATH
+pushes=${1:-30}
+work=$(mktemp -d /tmp/git-sync-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+command -v git >/dev/null || { echo "git not found: run \`make deps\`" >&2; exit 1; }
+bin=_output/bin/git-sync
+if [ ! -x "$bin" ]; then
+  bin="$work/git-sync"
+  CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$bin" ./sidecars/git-sync
+fi
+go build -o "$work/genrepo" ./bench/git-sync/genrepo
+go build -o "$work/syncbench" ./bench/git-sync/syncbench
+"$work/genrepo" -files 5000 -commits 2000 -o "$work/big.git"
+git -C "$work/big.git" repack -a -d -q   # a server's packed repository, as after its own gc
+echo "machine: $(nproc) cores, $(git --version), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+"$work/syncbench" -gitsync "$bin" -repo "$work/big.git" -n "$pushes" -period 1s -runs 3 -depth 1
+echo
+"$work/syncbench" -gitsync "$bin" -repo "$work/big.git" -n 0 -runs 3 -depth 0 | sed -n '/initial sync/,$p'
