@@ -85,16 +85,10 @@ func (i *Injector) handle(ctx context.Context, req admission.Request) (admission
 	if !res.Changed {
 		return admission.Allowed("").WithWarnings(warnings...), res
 	}
-	// Diff the typed original against the typed result, not the raw request: the patch then holds only
-	// what injection changed, and never drops a field this binary's API types do not know.
-	original, err := json.Marshal(&pod)
+	patch, err := patchFor(&pod, res.Pod)
 	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the pod: %w", err)), res
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("computing the patch: %w", err)), res
 	}
-	mutated, err := json.Marshal(res.Pod)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the injected pod: %w", err)), res
-	}
-	resp := admission.PatchResponseFromRaw(original, mutated)
+	resp := admission.Patched("", patch...)
 	return resp.WithWarnings(warnings...), res
 }

@@ -199,6 +199,8 @@ func (c *Cluster) start(ctx context.Context) error {
 		// creates one anyway, so tests do not depend on this flag.
 		"--disable-admission-plugins=ServiceAccount",
 		"--endpoint-reconciler-type=none",
+		// Open watches would otherwise hold a stopping API server for up to a minute (RestartAPIServer).
+		"--shutdown-watch-termination-grace-period=2s",
 	}
 	c.apiserver = &Component{
 		Name:    "kube-apiserver",

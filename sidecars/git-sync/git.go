@@ -49,7 +49,11 @@ func newGitCommand(cfg *Config) (*gitCommand, error) {
 	if isSSH(cfg.Repo) {
 		env = append(env, "GIT_SSH_COMMAND="+sshCommand(cfg))
 	}
-	return &gitCommand{Bin: "git", Env: env}, nil
+	bin, err := exec.LookPath("git")
+	if err != nil {
+		bin = "/usr/bin/git" // where the image has it, when the container has no PATH
+	}
+	return &gitCommand{Bin: bin, Env: env}, nil
 }
 
 // globalConfig is the only git config besides the repository's own. The repository of a file:// URL and

@@ -174,7 +174,7 @@ func TestBinaryBigBodiesSIGHUPAndSIGTERM(t *testing.T) {
 		cmd.Process.Kill()
 		<-exited
 	})
-	p := &proxy{t: t, ca: ca, httpsAddr: fmt.Sprintf("127.0.0.1:%d", httpsPort), statusAddr: fmt.Sprintf("127.0.0.1:%d", statusPort)}
+	p := &runningProxy{t: t, ca: ca, httpsAddr: fmt.Sprintf("127.0.0.1:%d", httpsPort), statusAddr: fmt.Sprintf("127.0.0.1:%d", statusPort)}
 	eventually(t, "/readyz", func() bool {
 		resp, err := http.Get("http://" + p.statusAddr + "/readyz")
 		if err != nil {

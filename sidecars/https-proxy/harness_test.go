@@ -23,8 +23,8 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.Cleanup(removeBuildDir))
 }
 
-// proxy is one in-process https-proxy (serve) on 127.0.0.1 with random ports, stopped at the test's end.
-type proxy struct {
+// runningProxy is one in-process https-proxy (serve) on 127.0.0.1 with random ports, stopped at the test's end.
+type runningProxy struct {
 	t          *testing.T
 	ca         *pki
 	cfg        *Config
@@ -45,7 +45,7 @@ func testConfig(t *testing.T, ca *pki, upstreamPort int) *Config {
 }
 
 // startProxy serves cfg until the test ends and checks that serve then returns nil.
-func startProxy(t *testing.T, ca *pki, cfg *Config) *proxy {
+func startProxy(t *testing.T, ca *pki, cfg *Config) *runningProxy {
 	t.Helper()
 	httpsLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -64,13 +64,13 @@ func startProxy(t *testing.T, ca *pki, cfg *Config) *proxy {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return &proxy{t: t, ca: ca, cfg: cfg, httpsAddr: httpsLn.Addr().String(), statusAddr: statusLn.Addr().String()}
+	return &runningProxy{t: t, ca: ca, cfg: cfg, httpsAddr: httpsLn.Addr().String(), statusAddr: statusLn.Addr().String()}
 }
 
-func (p *proxy) url(path string) string { return "https://" + p.httpsAddr + path }
+func (p *runningProxy) url(path string) string { return "https://" + p.httpsAddr + path }
 
 // client is a Go HTTPS client trusting the test CA; proto is "1.1" or "2".
-func (p *proxy) client(proto string, tweak func(*tls.Config)) *http.Client {
+func (p *runningProxy) client(proto string, tweak func(*tls.Config)) *http.Client {
 	tc := &tls.Config{RootCAs: p.ca.pool()}
 	if tweak != nil {
 		tweak(tc)
@@ -86,7 +86,7 @@ func (p *proxy) client(proto string, tweak func(*tls.Config)) *http.Client {
 }
 
 // status GETs a path of the status port.
-func (p *proxy) status(path string) (int, string) {
+func (p *runningProxy) status(path string) (int, string) {
 	p.t.Helper()
 	resp, err := http.Get("http://" + p.statusAddr + path)
 	if err != nil {
@@ -98,7 +98,7 @@ func (p *proxy) status(path string) (int, string) {
 }
 
 // metric returns the value of one sample line of /metrics (name with labels), or -1 if absent.
-func (p *proxy) metric(sample string) float64 {
+func (p *runningProxy) metric(sample string) float64 {
 	p.t.Helper()
 	_, body := p.status("/metrics")
 	for _, line := range strings.Split(body, "\n") {

@@ -19,7 +19,7 @@ func TestTLSVersions(t *testing.T) {
 	p13 := startProxy(t, ca, cfg13)
 	for _, tc := range []struct {
 		name     string
-		p        *proxy
+		p        *runningProxy
 		min, max uint16
 		refused  bool
 	}{

@@ -120,13 +120,15 @@ type memcacheSlot struct {
 
 func serveMemcache(b *backend, m *metrics, s session) error {
 	c := &memcacheSession{session: s, m: m, args: make([][]byte, 0, 32), owners: make([]int, len(b.shards))}
+	c.errLine = memcacheErrorLine
+	defer c.settle() // a direct reply in flight refers to this session
 	for {
-		c.begin()
 		c.slots, c.local, c.subs, c.keySub, c.keys = c.slots[:0], c.local[:0], c.subs[:0], c.keySub[:0], c.keys[:0]
 		consumed := c.r
 		for len(c.slots) < maxBatch && !c.quit {
 			n, err := c.parse(c.rbuf[consumed:c.w])
 			if err != nil {
+				c.settle()
 				c.out.WriteString("CLIENT_ERROR " + err.Error() + "\r\n")
 				c.out.Flush()
 				return err
@@ -142,6 +144,12 @@ func serveMemcache(b *backend, m *metrics, s session) error {
 			}
 			continue
 		}
+		c.end()
+		if len(c.slots) == 1 && c.slots[0].req != nil && !c.slots[0].noreply && !c.quit && c.sendDirect(c.slots[0].req) {
+			c.slots[0].req = nil
+			c.r = consumed
+			continue
+		}
 		c.wait()
 		if err := c.writeReplies(); err != nil {
 			return err
@@ -151,6 +159,11 @@ func serveMemcache(b *backend, m *metrics, s session) error {
 			return nil
 		}
 	}
+}
+
+// memcacheErrorLine is the reply for a request that failed at its shard.
+func memcacheErrorLine(dst []byte, err error) []byte {
+	return append(append(append(dst, "SERVER_ERROR shard-ambassador: "...), oneLine(err.Error())...), '\r', '\n')
 }
 
 func (c *memcacheSession) localLine(format string, a ...any) {
@@ -170,6 +183,7 @@ func (c *memcacheSession) parse(buf []byte) (int, error) {
 		return 0, nil
 	}
 	line := buf[:i+1]
+	c.start()
 	c.args = c.args[:cap(c.args)]
 	n := fields(line, c.args)
 	if n > len(c.args) {
@@ -331,7 +345,7 @@ func (c *memcacheSession) writeReplies() error {
 				break
 			}
 			if sl.req.err != nil {
-				c.out.WriteString("SERVER_ERROR shard-ambassador: " + oneLine(sl.req.err.Error()) + "\r\n")
+				c.out.Write(memcacheErrorLine(nil, sl.req.err))
 			} else {
 				c.out.Write(sl.req.reply)
 			}

@@ -29,13 +29,15 @@ type redisSlot struct {
 
 func serveRedis(b *backend, m *metrics, s session) error {
 	c := &redisSession{session: s, m: m, owners: make([]int, len(b.shards))}
+	c.errLine = redisErrorLine
+	defer c.settle() // a direct reply in flight refers to this session
 	for {
-		c.begin()
 		c.slots, c.local, c.subs, c.keySub = c.slots[:0], c.local[:0], c.subs[:0], c.keySub[:0]
 		for len(c.slots) < maxBatch {
 			args, n, err := parseCommand(c.rbuf[c.r:c.w], c.args)
 			c.args = args
 			if err != nil {
+				c.settle()
 				c.local = appendError(c.local[:0], "ERR "+err.Error())
 				c.out.Write(c.local)
 				c.out.Flush()
@@ -45,6 +47,7 @@ func serveRedis(b *backend, m *metrics, s session) error {
 				break
 			}
 			if len(args) > 0 {
+				c.start()
 				c.dispatch(args, c.rbuf[c.r:c.r+n])
 			}
 			c.r += n
@@ -58,6 +61,11 @@ func serveRedis(b *backend, m *metrics, s session) error {
 			}
 			continue
 		}
+		c.end()
+		if len(c.slots) == 1 && c.slots[0].req != nil && c.sendDirect(c.slots[0].req) {
+			c.slots[0].req = nil
+			continue
+		}
 		c.wait()
 		if err := c.writeReplies(); err != nil {
 			return err
@@ -66,6 +74,11 @@ func serveRedis(b *backend, m *metrics, s session) error {
 			return nil
 		}
 	}
+}
+
+// redisErrorLine is the reply for a request that failed at its shard.
+func redisErrorLine(dst []byte, err error) []byte {
+	return appendError(dst, "ERR shard-ambassador: "+err.Error())
 }
 
 func (c *redisSession) localReply(b []byte) {
@@ -261,7 +274,7 @@ func (c *redisSession) writeReplies() error {
 		switch {
 		case sl.req != nil:
 			if sl.req.err != nil {
-				c.scratch = appendError(c.scratch[:0], "ERR shard-ambassador: "+sl.req.err.Error())
+				c.scratch = redisErrorLine(c.scratch[:0], sl.req.err)
 				c.out.Write(c.scratch)
 			} else {
 				c.out.Write(sl.req.reply)

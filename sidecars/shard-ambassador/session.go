@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"syscall"
 	"time"
 )
 
@@ -14,10 +15,18 @@ import (
 // requests, its cached shard connections, and the batch cycle — parse every complete command the client
 // has sent, dispatch them all, flush each shard connection once, wait for the last reply, write every
 // reply in order with one flush. Pipelined commands therefore travel to the shards together.
+//
+// A batch of exactly one command for one shard (a client that does not pipeline) goes "direct": the
+// shard connection's reader writes the reply to the client's connection itself, and this goroutine goes
+// straight back to reading the client instead of sleeping until the reply comes and being woken for it.
+// The next batch first settles: it waits until that reply is written, so replies stay in order.
 type session struct {
 	b    *backend
 	conn net.Conn
-	slot int // which of a shard's server_connections this client uses (keeps its commands in order)
+	raw  syscall.RawConn // conn's descriptor, for writes that must not block a shard reader; nil: no direct replies
+	slot int             // which of a shard's server_connections this client uses (keeps its commands in order)
+	// errLine appends the protocol's error reply for a failed request (set by the protocol's handler).
+	errLine func(dst []byte, err error) []byte
 
 	rbuf []byte
 	r, w int
@@ -31,16 +40,24 @@ type session struct {
 	claimed []*serverConn // the connections whose flush this client claimed
 	now     int64
 	quit    bool
+	started bool // the current batch has begun (settled, waiter armed)
+	direct  bool // a direct request's reply may still be on its way to the client
 }
 
 const maxBatch = 1024 // commands per batch: bounds the memory one client can hold
 
 func newSession(b *backend, conn net.Conn, id int) session {
-	return session{
+	s := session{
 		b: b, conn: conn, slot: id % b.cfg.ServerConnections,
 		rbuf: make([]byte, 16<<10), out: bufio.NewWriterSize(conn, 32<<10),
 		wt: newWaiter(), sc: make([]*serverConn, len(b.shards)),
 	}
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			s.raw = raw
+		}
+	}
+	return s
 }
 
 // fill reads more client bytes, growing the buffer when a single command does not fit.
@@ -68,11 +85,27 @@ func (s *session) fill() error {
 	return err
 }
 
-// begin starts a batch.
-func (s *session) begin() {
+// start begins a batch, once, when its first complete command is there: it first settles the previous
+// direct request (its reply must reach the client before anything that follows).
+func (s *session) start() {
+	if s.started {
+		return
+	}
+	s.started = true // MUTATION
 	s.nreq = 0
 	s.wt.pending.Store(1)
 	s.now = time.Now().UnixNano()
+}
+
+// end closes the batch; the next command starts a new one.
+func (s *session) end() { s.started = false }
+
+// settle waits until the reply of the last direct request has been written to the client.
+func (s *session) settle() {
+	if s.direct {
+		<-s.wt.done
+		s.direct = false
+	}
 }
 
 // newRequest returns a pooled request for this batch.
@@ -82,7 +115,11 @@ func (s *session) newRequest() *request {
 	}
 	r := s.reqs[s.nreq]
 	s.nreq++
-	r.err, r.reply, r.kind = nil, r.reply[:0], 0
+	if cap(r.reply) > 1<<20 { // do not keep a huge reply's memory for the client's lifetime
+		r.reply = nil
+	}
+	r.err, r.reply, r.kind, r.client = nil, r.reply[:0], 0, nil
+	r.state.Store(requestPending)
 	return r
 }
 
@@ -112,13 +149,37 @@ func (s *session) send(i int, req *request, data []byte) error {
 }
 
 // wait sends the batch to the shards and returns when every request of it has a reply or an error.
+func (s *session) wait() {
+	s.flushDirty()
+	s.wt.complete()
+	<-s.wt.done
+}
+
+// sendDirect sends the batch's only request so that its reply is written straight to the client by
+// whoever receives it; false when the reply has already come the ordinary way (another client's write
+// carried the request): then the caller waits and writes the reply as for any batch.
+func (s *session) sendDirect(req *request) bool {
+	if s.raw == nil {
+		return false
+	}
+	req.client = s
+	if !req.state.CompareAndSwap(requestPending, requestDirect) {
+		return false
+	}
+	s.direct = true
+	s.flushDirty()
+	s.wt.complete() // the batch's own count: the request's completion now signals settle
+	return true
+}
+
+// flushDirty writes what the batch queued on each shard connection.
 //
 // Writes to a shard are coalesced across clients, as twemproxy's event loop does: a client that claims a
 // connection's flush first yields once, so that the other clients the runtime has ready to run (their
 // requests arrived in the same instant) append theirs, and then sends them all in one write. On loopback
 // a write costs the whole TCP receive path, so one write per request (and one read per request in the
 // shard) was the proxy's largest cost without pipelining; the yield costs far less than a write.
-func (s *session) wait() {
+func (s *session) flushDirty() {
 	claimed := s.claimed[:0]
 	for i, sc := range s.dirty {
 		if sc.claimFlush() {
@@ -135,8 +196,56 @@ func (s *session) wait() {
 		}
 	}
 	s.claimed = claimed[:0]
-	s.wt.complete()
-	<-s.wt.done
+}
+
+// writeDirect writes a direct request's reply (or its error) to the client and completes it. It runs on
+// the goroutine that received the reply — usually a shard connection's reader, shared by many clients —
+// so it never blocks: what the client's socket cannot take at once (a large reply, a client that does
+// not read) is written by a goroutine of its own. A failed write is dropped: the client is gone, and its
+// goroutine learns that from its next read.
+func (s *session) writeDirect(r *request, reply []byte, err error) {
+	if err != nil {
+		r.err = err
+		r.reply = s.errLine(r.reply[:0], err)
+		reply = r.reply
+	}
+	n, werr := s.writeNow(reply)
+	if werr != nil || n == len(reply) {
+		r.waiter.complete()
+		return
+	}
+	r.reply = append(r.reply[:0], reply[n:]...) // reply may be the reader's buffer, or r.reply itself
+	go func() {
+		s.conn.Write(r.reply)
+		r.waiter.complete()
+	}()
+}
+
+// writeNow writes as much of b as the client's socket takes without waiting.
+func (s *session) writeNow(b []byte) (n int, err error) {
+	rerr := s.raw.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			k, e := syscall.Write(int(fd), b[n:])
+			if e == syscall.EINTR {
+				continue
+			}
+			if e != nil {
+				if e != syscall.EAGAIN {
+					err = e
+				}
+				break
+			}
+			if k <= 0 {
+				break
+			}
+			n += k
+		}
+		return true // never wait for the socket to drain
+	})
+	if err == nil {
+		err = rerr
+	}
+	return n, err
 }
 
 // pick returns the shard index for key, or an error when no shard is live.

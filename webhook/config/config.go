@@ -4,9 +4,13 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -67,6 +71,9 @@ type Config struct {
 	// InjectorNamespace is never injected (the webhook must not depend on itself).
 	InjectorNamespace string
 	Catalog           *catalog.Catalog
+	// entryHashes[name] hashes an entry with its resolved image, computed once per config (the status
+	// annotation records it for every injection).
+	entryHashes map[string][32]byte
 }
 
 // AlwaysExcluded are namespaces never injected, whatever the configuration says.
@@ -159,7 +166,31 @@ func New(f File, injectorNamespace string) (*Config, error) {
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
 	}
-	return &Config{File: f, InjectorNamespace: injectorNamespace, Catalog: cat}, nil
+	c := &Config{File: f, InjectorNamespace: injectorNamespace, Catalog: cat, entryHashes: map[string][32]byte{}}
+	for _, name := range cat.Names() {
+		e, _ := cat.Get(name)
+		data, err := json.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("sidecar %s: %w", name, err)
+		}
+		c.entryHashes[name] = sha256.Sum256(append(data, c.Image(e)...))
+	}
+	return c, nil
+}
+
+// CatalogHash identifies the catalog entries of names (in any order), their images and the sidecar mode:
+// "sha256:" and 16 hex digits.
+func (c *Config) CatalogHash(names []string) string {
+	sorted := append([]string{}, names...)
+	sort.Strings(sorted)
+	h := sha256.New()
+	for _, n := range sorted {
+		if sum, ok := c.entryHashes[n]; ok {
+			h.Write(sum[:])
+		}
+	}
+	h.Write([]byte(c.SidecarMode))
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 // Excluded reports whether namespace ns is never injected, and why.

@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/outrigger-dev/outrigger/webhook/config"
 )
@@ -157,7 +156,8 @@ func Inject(in Input) (*Result, error) {
 		// keeps the status it has.
 		setStatus(pod, b.used, cfg)
 	}
-	res.Changed = !equality.Semantic.DeepEqual(in.Pod, pod)
+	// Every change to the pod comes with a sidecar added (volumes, mounts, PID namespace, status).
+	res.Changed = len(b.pending) > 0
 	return res, nil
 }
 

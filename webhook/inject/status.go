@@ -1,10 +1,7 @@
 package inject
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"sort"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -43,28 +40,10 @@ func setStatus(pod *corev1.Pod, used []*catalog.Entry, cfg *config.Config) {
 			names = append(names, e.Name)
 		}
 	}
-	s := Status{Sidecars: names, CatalogHash: catalogHash(names, cfg)}
+	s := Status{Sidecars: names, CatalogHash: cfg.CatalogHash(names)}
 	data, _ := json.Marshal(s) // a struct of strings: cannot fail
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
 	}
 	pod.Annotations[AnnotationStatus] = string(data)
-}
-
-// catalogHash hashes the catalog entries of names (sorted) with their resolved images and the mode.
-func catalogHash(names []string, cfg *config.Config) string {
-	sorted := append([]string{}, names...)
-	sort.Strings(sorted)
-	h := sha256.New()
-	for _, n := range sorted {
-		e, ok := cfg.Catalog.Get(n)
-		if !ok {
-			continue
-		}
-		data, _ := json.Marshal(e)
-		h.Write(data)
-		h.Write([]byte(cfg.Image(e)))
-	}
-	h.Write([]byte(cfg.SidecarMode))
-	return "sha256:" + hex.EncodeToString(h.Sum(nil))[:16]
 }

@@ -112,6 +112,9 @@ func bench(gitsync, repo string, n int, period time.Duration, runs, depth int) e
 }
 
 func pushToFlip(gitsync, repo, url, tmp string, n int, period time.Duration, depth int) error {
+	if n <= 0 {
+		return nil
+	}
 	work := filepath.Join(tmp, "work")
 	if out, err := exec.Command("git", "clone", "-q", "--depth=1", "file://"+repo, work).CombinedOutput(); err != nil {
 		return fmt.Errorf("cloning a work copy: %v\n%s", err, out)

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+)
+
+// replies builds RESP replies of every shape, back to back, including a multi-bulk reply large enough
+// to arrive in many reads.
+func testReplies() [][]byte {
+	big := appendArrayHeader(nil, 50000)
+	for i := 0; i < 50000; i++ {
+		big = appendBulk(big, []byte("element-"+strconv.Itoa(i)))
+	}
+	nested := []byte("*3\r\n*2\r\n$1\r\na\r\n*0\r\n$-1\r\n*2\r\n:1\r\n*1\r\n+deep\r\n")
+	return [][]byte{
+		[]byte("+OK\r\n"), []byte("-ERR wrong type\r\n"), []byte(":42\r\n"), []byte("$-1\r\n"), []byte("$0\r\n\r\n"),
+		[]byte("$5\r\nhello\r\n"), []byte("*0\r\n"), []byte("*-1\r\n"), nested, big,
+	}
+}
+
+func TestRedisReplyParserResumesAcrossReadsAndAgreesWithReplyLen(t *testing.T) {
+	replies := testReplies()
+	stream := bytes.Join(replies, nil)
+	rng := rand.New(rand.NewPCG(1, 2))
+	// Feed the stream the way a shard connection's reader sees it: in pieces of random size, each call
+	// with the buffer starting at the first unfinished reply.
+	var scan replyScan
+	start, avail, got := 0, 0, 0
+	for got < len(replies) {
+		avail = min(len(stream), avail+1+rng.IntN(3000))
+		for got < len(replies) {
+			n, err := parseRedisReply(stream[start:avail], nil, &scan)
+			if err != nil {
+				t.Fatalf("reply %d: %v", got, err)
+			}
+			if n == 0 {
+				break
+			}
+			if want, _ := replyLen(replies[got]); n != want || n != len(replies[got]) {
+				t.Fatalf("reply %d: parsed length %d, want %d", got, n, len(replies[got]))
+			}
+			start += n
+			got++
+		}
+	}
+	// A reply cut anywhere is incomplete, and the state left behind does not confuse the next call.
+	nested := replies[8]
+	for cut := 0; cut < len(nested); cut++ {
+		var s replyScan
+		if n, err := parseRedisReply(nested[:cut], nil, &s); n != 0 || err != nil {
+			t.Fatalf("cut at %d: n=%d err=%v, want incomplete", cut, n, err)
+		}
+		if n, err := parseRedisReply(nested, nil, &s); n != len(nested) || err != nil {
+			t.Fatalf("resumed after a cut at %d: n=%d err=%v, want %d", cut, n, err, len(nested))
+		}
+	}
+	if _, err := parseRedisReply([]byte("?what\r\n"), nil, &scan); err == nil {
+		t.Errorf("a reply starting with '?' should be a protocol error")
+	}
+}
+
+func TestMemcacheRetrievalParserResumesAcrossReads(t *testing.T) {
+	var reply []byte
+	for i := 0; i < 2000; i++ {
+		v := bytes.Repeat([]byte{'x'}, i%50)
+		reply = append(reply, "VALUE k"+strconv.Itoa(i)+" 0 "+strconv.Itoa(len(v))+"\r\n"...)
+		reply = append(reply, v...)
+		reply = append(reply, "\r\n"...)
+	}
+	reply = append(reply, "END\r\n"...)
+	req := &request{kind: kindRetrieval}
+	var scan replyScan
+	for avail := 0; ; avail += 97 {
+		n, err := parseMemcacheReply(reply[:min(avail, len(reply))], req, &scan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			if n != len(reply) || avail < len(reply) {
+				t.Fatalf("parsed %d bytes with %d available, want %d", n, avail, len(reply))
+			}
+			break
+		}
+	}
+	if scan.pos != 0 {
+		t.Errorf("scan state not reset after a complete reply: %+v", scan)
+	}
+}
+
+// BenchmarkRedisReplyParserLargeArrayInPieces reads a 50,000-element reply 16 KiB at a time, as a shard
+// connection does. Each piece costs only its own bytes (before resuming, every piece re-scanned the
+// whole reply so far: quadratic).
+func BenchmarkRedisReplyParserLargeArrayInPieces(b *testing.B) {
+	big := testReplies()[9]
+	b.SetBytes(int64(len(big)))
+	for b.Loop() {
+		var scan replyScan
+		for avail := 16 << 10; ; avail += 16 << 10 {
+			if n, _ := parseRedisReply(big[:min(avail, len(big))], nil, &scan); n != 0 {
+				break
+			}
+		}
+	}
+}
