@@ -250,7 +250,7 @@ func typicalPod() *corev1.Pod {
 				"topz.outrigger.dev/addr": ":9805"}},
 		Spec: corev1.PodSpec{
 			Containers: []corev1.Container{{Name: "web", Image: "registry.example/storefront/web:2.14.3", Env: env,
-				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8000}},
+				Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: 8000}},
 				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready"}}},
 				VolumeMounts:   []corev1.VolumeMount{{Name: "cache", MountPath: "/var/cache/web"}}}},
 			Volumes:            []corev1.Volume{{Name: "cache", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},

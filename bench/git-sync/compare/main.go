@@ -59,6 +59,7 @@ func main() {
 		os.Exit(2)
 	}
 	abs, _ := filepath.Abs(*repo)
+	os.Setenv("COMPARE_REPO_DIR", abs) // the children read the served repository from here
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
