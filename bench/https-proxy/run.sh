@@ -6,7 +6,10 @@
 #
 # Run after `make deps build` (nginx, wrk, openssl from Debian; the binary in _output/bin):
 #   bash bench/https-proxy/run.sh
-# Knobs (ENV): DURATION (10s), CONNECTIONS (64), CLOSE_CONNECTIONS (16), ROUNDS (3), BODY_BYTES (1024).
+# Knobs (ENV): DURATION (10s), CONNECTIONS (64), CLOSE_CONNECTIONS (16), ROUNDS (3), BODY_BYTES (1024),
+#   BIN (_output/bin/https-proxy), SCENARIOS ("keepalive close"),
+#   BASELINE_BIN (unset): a second https-proxy binary (e.g. built from the previous commit) run in the same
+#   alternating rounds on the same core, reported as its own row, for before/after comparisons.
 #
 # CPU pinning (2 cores): the proxy under test (nginx: 1 worker; https-proxy: GOMAXPROCS=1) runs alone on
 # CPU 0; wrk and the upstream app share CPU 1. Both proxies get exactly one core.
@@ -24,7 +27,10 @@ LOAD_CPU=1
 for tool in nginx wrk openssl taskset curl pgrep; do
   command -v "$tool" >/dev/null || { echo "$tool not found: run \`make deps\`" >&2; exit 1; }
 done
-BIN=$ROOT/_output/bin/https-proxy
+BIN=${BIN:-$ROOT/_output/bin/https-proxy}
+BASELINE_BIN=${BASELINE_BIN:-}
+SCENARIOS=${SCENARIOS:-keepalive close}
+if [[ -n $BASELINE_BIN && ! -x $BASELINE_BIN ]]; then echo "BASELINE_BIN=$BASELINE_BIN is not an executable" >&2; exit 1; fi
 if [[ ! -x $BIN ]]; then
   echo "building $BIN" >&2
   (cd "$ROOT" && mkdir -p _output/bin && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$BIN" ./sidecars/https-proxy)
@@ -107,16 +113,25 @@ NGX
 
 taskset -c $LOAD_CPU nginx -c "$WORK/app.conf" -e "$WORK/app/logs/error.log" & PIDS+=($!)
 taskset -c $PROXY_CPU nginx -c "$WORK/tls.conf" -e "$WORK/tls/logs/error.log" & PIDS+=($!); NGINX_MASTER=$!
-GOMAXPROCS=1 PROXY_PORT=$UP_PORT LISTEN_PORT=$PROXY_PORT_TLS STATUS_PORT=$STATUS \
-  CERTIFICATE_PATH=$WORK/tls.crt KEY_PATH=$WORK/tls.key taskset -c $PROXY_CPU "$BIN" 2>"$WORK/https-proxy.log" & PIDS+=($!); PROXY_PID=$!
 
+# start_proxy NAME BIN: runs one https-proxy on CPU 0 with default settings; sets PORT_<NAME> and PID_<NAME>.
+start_proxy() {
+  local name=$1 bin=$2 port status
+  port=$(free_port); status=$(free_port)
+  GOMAXPROCS=1 PROXY_PORT=$UP_PORT LISTEN_PORT=$port STATUS_PORT=$status \
+    CERTIFICATE_PATH=$WORK/tls.crt KEY_PATH=$WORK/tls.key taskset -c $PROXY_CPU "$bin" 2>"$WORK/$name.log" & PIDS+=($!)
+  printf -v "PID_$name" %s $!; printf -v "PORT_$name" %s "$port"
+  for i in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$status/readyz" && break; sleep 0.1; done
+  curl -sf -o /dev/null --cacert "$WORK/tls.crt" "https://127.0.0.1:$port/" || { cat "$WORK/$name.log"; exit 1; }
+}
+CONTENDERS=(nginx proxy)
+start_proxy proxy "$BIN"
+if [[ -n $BASELINE_BIN ]]; then start_proxy baseline "$BASELINE_BIN"; CONTENDERS+=(baseline); fi
 for i in $(seq 100); do
-  if curl -sf -o /dev/null --cacert "$WORK/tls.crt" "https://127.0.0.1:$NGINX_PORT/" &&
-     curl -sf -o /dev/null "http://127.0.0.1:$STATUS/readyz"; then break; fi
-  sleep 0.1
+  curl -sf -o /dev/null --cacert "$WORK/tls.crt" "https://127.0.0.1:$NGINX_PORT/" && break; sleep 0.1
 done
-curl -sf -o /dev/null --cacert "$WORK/tls.crt" "https://127.0.0.1:$PROXY_PORT_TLS/" || { cat "$WORK/https-proxy.log"; exit 1; }
-NGINX_WORKER=$(pgrep -P "$NGINX_MASTER" | head -1)
+PORT_nginx=$NGINX_PORT
+PID_nginx=$(pgrep -P "$NGINX_MASTER" | head -1)
 HZ=$(getconf CLK_TCK)
 # cpu_ticks PID: user+system CPU time the process used so far, in clock ticks. The box may be shared, so
 # besides req/s (which other load skews) the table gives CPU time per request, which it skews far less.
@@ -141,26 +156,41 @@ bench() {
   echo "$rps $(to_ms "$p99") $(awk -v t="$ticks" -v hz="$HZ" -v n="$requests" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')"
 }
 
-echo "# https-proxy vs nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(nproc) CPUs, $(uname -r); wrk $DURATION, body $BODY_BYTES B, rounds $ROUNDS"
+echo "# https-proxy vs nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(nproc) CPUs, $(uname -r); wrk $DURATION, body $BODY_BYTES B, rounds $ROUNDS; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# proxies pinned to CPU $PROXY_CPU (nginx 1 worker, https-proxy GOMAXPROCS=1); wrk + app on CPU $LOAD_CPU"
-printf '| %-33s | %11s | %9s | %11s | %11s | %9s | %11s | %7s | %7s | %9s |\n' run "nginx req/s" "nginx p99" "nginx CPU/req" \
-  "proxy req/s" "proxy p99" "proxy CPU/req" "req/s ×" "p99 ×" "CPU/req ×"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-add() { awk -v a="$1" -v b="$2" 'BEGIN{print a+b}'; }
+echo "# proxy = $BIN${BASELINE_BIN:+; baseline = $BASELINE_BIN}"
+printf '| %-33s | %-8s | %9s | %9s | %-24s | %7s | %7s | %9s |\n' run who "req/s" p99 "CPU/req mean (min–max)" "req/s ×" "p99 ×" "CPU/req ×"
+echo "|---|---|---:|---:|---:|---:|---:|---:|"
 scenario() { # name conns [wrk args]
   local name=$1 conns=$2; shift 2
-  local sn=0 sp=0 ln=0 lp=0 cn=0 cp=0
-  for r in $(seq "$ROUNDS"); do  # alternate, so that a burst of other load hits both
-    read -r nr np nc <<<"$(bench "$NGINX_PORT" "$NGINX_WORKER" "$conns" "$@")"
-    read -r pr pp pc <<<"$(bench "$PROXY_PORT_TLS" "$PROXY_PID" "$conns" "$@")"
-    echo "  round $r: nginx $nr req/s p99 ${np}ms ${nc}us/req; https-proxy $pr req/s p99 ${pp}ms ${pc}us/req" >&2
-    sn=$(add "$sn" "$nr"); sp=$(add "$sp" "$pr"); ln=$(add "$ln" "$np"); lp=$(add "$lp" "$pp"); cn=$(add "$cn" "$nc"); cp=$(add "$cp" "$pc")
+  local rounds=() who port pid
+  for r in $(seq "$ROUNDS"); do  # alternate, so that a burst of other load hits every contender
+    local line="round $r:"
+    for who in "${CONTENDERS[@]}"; do
+      port=PORT_$who; pid=PID_$who
+      read -r rps p99 cpu <<<"$(bench "${!port}" "${!pid}" "$conns" "$@")"
+      rounds+=("$who $rps $p99 $cpu"); line+=" $who $rps req/s p99 ${p99}ms ${cpu}us/req;"
+    done
+    echo "  $line" >&2
   done
-  awk -v name="$name" -v sn="$sn" -v sp="$sp" -v ln="$ln" -v lp="$lp" -v cn="$cn" -v cp="$cp" -v r="$ROUNDS" 'BEGIN {
-    printf "| %-33s | %11.0f | %7.2fms | %11.1fµs | %11.0f | %9.2fms | %11.1fµs | %6.2f× | %6.2f× | %8.2f× |\n",
-      name, sn/r, ln/r, cn/r, sp/r, lp/r, cp/r, sp/sn, lp/ln, cp/cn }'
+  printf '%s\n' "${rounds[@]}" | awk -v name="$name" -v order="${CONTENDERS[*]}" '
+    { n[$1]++; s[$1]+=$2; l[$1]+=$3; c[$1]+=$4
+      if (!($1 in lo) || $4 < lo[$1]) lo[$1]=$4; if (!($1 in hi) || $4 > hi[$1]) hi[$1]=$4 }
+    END { k = split(order, who, " ")
+      for (i = 1; i <= k; i++) { w = who[i]; cpu = sprintf("%.1fµs (%.1f–%.1f)", c[w]/n[w], lo[w], hi[w])
+        if (w == "nginx") printf "| %-33s | %-8s | %9.0f | %7.2fms | %-24s | %7s | %7s | %9s |\n", name, w, s[w]/n[w], l[w]/n[w], cpu, "", "", ""
+        else printf "| %-33s | %-8s | %9.0f | %7.2fms | %-24s | %6.2f× | %6.2f× | %8.2f× |\n", name, w, s[w]/n[w], l[w]/n[w], cpu,
+          s[w]/s["nginx"], l[w]/l["nginx"], c[w]/c["nginx"] }
+      if ("baseline" in n) printf "# %s: proxy / baseline CPU per request %.2f×\n", name, c["proxy"]/c["baseline"] }'
 }
-scenario "keep-alive, $CONNECTIONS conns" "$CONNECTIONS"
-scenario "handshake per request, $CLOSE_CONNECTIONS conns" "$CLOSE_CONNECTIONS" -H 'Connection: close'
-echo "# req/s × = https-proxy / nginx (higher is better); p99 × and CPU/req × = https-proxy / nginx (lower is better)"
-echo "# peak RSS: nginx worker $(awk '/VmHWM/ {print $2, $3}' "/proc/$NGINX_WORKER/status"), https-proxy $(awk '/VmHWM/ {print $2, $3}' "/proc/$PROXY_PID/status")"
+for s in $SCENARIOS; do
+  case $s in
+    keepalive) scenario "keep-alive, $CONNECTIONS conns" "$CONNECTIONS" ;;
+    close) scenario "handshake per request, $CLOSE_CONNECTIONS conns" "$CLOSE_CONNECTIONS" -H 'Connection: close' ;;
+    *) echo "unknown scenario $s (want keepalive, close)" >&2; exit 1 ;;
+  esac
+done
+echo "# ratios × = contender / nginx (req/s: higher is better; p99 and CPU/req: lower is better)"
+rss="nginx worker $(awk '/VmHWM/ {print $2, $3}' "/proc/$PID_nginx/status")"
+for who in "${CONTENDERS[@]:1}"; do pid=PID_$who; rss+=", $who $(awk '/VmHWM/ {print $2, $3}' "/proc/${!pid}/status")"; done
+echo "# peak RSS: $rss; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -91,7 +91,8 @@ func (s *session) start() {
 	if s.started {
 		return
 	}
-	s.started = true // MUTATION
+	s.settle()
+	s.started = true
 	s.nreq = 0
 	s.wt.pending.Store(1)
 	s.now = time.Now().UnixNano()

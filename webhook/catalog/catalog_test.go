@@ -76,3 +76,15 @@ func TestSharesProcessNamespace(t *testing.T) {
 		t.Error("topz always shares the PID namespace")
 	}
 }
+
+func TestDurationBounds(t *testing.T) {
+	p := Parameter{Env: "X", Type: "duration", Min: "10ms", Max: "10s"}
+	for value, ok := range map[string]bool{"200ms": true, "10s": true, "5ms": false, "11s": false, "soon": false} {
+		if err := p.Check(value); (err == nil) != ok {
+			t.Errorf("Check(%q) = %v, want ok=%v", value, err, ok)
+		}
+	}
+	if err := p.Check("11s"); err == nil || !strings.Contains(err.Error(), "from 10ms to 10s") {
+		t.Errorf("error %v does not say the bounds", err)
+	}
+}

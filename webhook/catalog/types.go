@@ -48,14 +48,10 @@ var ParameterTypes = map[string]parameterType{
 		return envflag.Int(&n, min, max), nil
 	},
 	"duration": func(p Parameter) (func(string) error, error) {
-		min, err := minDuration(p)
-		var d time.Duration
-		return envflag.Duration(&d, min), err
+		return durationCheck(p, envflag.Duration)
 	},
 	"seconds-or-duration": func(p Parameter) (func(string) error, error) {
-		min, err := minDuration(p)
-		var d time.Duration
-		return envflag.SecondsOrDuration(&d, min), err
+		return durationCheck(p, envflag.SecondsOrDuration)
 	},
 	"enum": func(p Parameter) (func(string) error, error) {
 		if len(p.Values) == 0 {
@@ -98,15 +94,31 @@ var ParameterTypes = map[string]parameterType{
 	},
 }
 
-func minDuration(p Parameter) (time.Duration, error) {
-	if p.Min == "" {
-		return 0, nil
+// durationCheck builds a duration check with the parameter's Min and Max (both optional durations).
+func durationCheck(p Parameter, parser func(*time.Duration, time.Duration) func(string) error) (func(string) error, error) {
+	var min, max time.Duration
+	var err error
+	if p.Min != "" {
+		if min, err = time.ParseDuration(p.Min); err != nil {
+			return nil, fmt.Errorf("min %q: want a duration", p.Min)
+		}
 	}
-	d, err := time.ParseDuration(p.Min)
-	if err != nil {
-		return 0, fmt.Errorf("min %q: want a duration", p.Min)
+	if p.Max != "" {
+		if max, err = time.ParseDuration(p.Max); err != nil {
+			return nil, fmt.Errorf("max %q: want a duration", p.Max)
+		}
 	}
-	return d, nil
+	var d time.Duration
+	parse := parser(&d, min)
+	return func(s string) error {
+		if err := parse(s); err != nil {
+			return err
+		}
+		if max > 0 && d > max {
+			return fmt.Errorf("want a duration from %s to %s", min, max)
+		}
+		return nil
+	}, nil
 }
 
 // TypeNames lists the accepted parameter types.

@@ -1,7 +1,8 @@
 // Package server runs the webhook: a controller-runtime manager with the webhook server (TLS 1.2+,
-// serving certificate hot-reloaded from CertDir by certwatcher), health and readiness probes, Prometheus
+// serving certificate hot-reloaded from CertDir by certwatcher, or in CertModeSelfManaged served from a
+// Secret the webhook rotates itself, see package certs), health and readiness probes, Prometheus
 // metrics, a metadata-only namespace informer, and the config file watcher. The webhook is stateless:
-// every replica serves, no leader election.
+// every replica serves; in CertModeSelfManaged one replica at a time (a Lease) rotates the certificates.
 package server
 
 import (
@@ -27,11 +28,21 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/outrigger-dev/outrigger/webhook"
+	"github.com/outrigger-dev/outrigger/webhook/certs"
 	"github.com/outrigger-dev/outrigger/webhook/config"
 )
 
 // Path is where the webhook serves admission reviews.
 const Path = "/inject"
+
+// Certificate modes (Options.CertMode).
+const (
+	// CertModeFiles serves CertDir/CertName and CertDir/KeyName, reloaded when they change (a Secret
+	// volume written by cert-manager or by the user).
+	CertModeFiles = "files"
+	// CertModeSelfManaged creates, rotates and serves the certificates in a Secret (package certs).
+	CertModeSelfManaged = "self-managed"
+)
 
 // Options configure Run.
 type Options struct {
@@ -44,6 +55,15 @@ type Options struct {
 	HealthAddr        string
 	MetricsAddr       string
 	MinTLSVersion     uint16
+	// CertMode is CertModeFiles ("" means it) or CertModeSelfManaged.
+	CertMode string
+	// SelfManaged configures CertModeSelfManaged (its Log is set by Run).
+	SelfManaged certs.Options
+	// ServiceName and CertExtraSANs are the settings behind SelfManaged.Names.
+	ServiceName   string
+	CertExtraSANs []string
+	// CheckNamespace, when set, makes Run check injection once in that namespace instead of serving.
+	CheckNamespace string
 	// RESTConfig reaches the API server (for namespaces); nil means ctrl.GetConfig (KUBECONFIG or in-cluster).
 	RESTConfig *rest.Config
 	Log        logr.Logger
@@ -52,6 +72,9 @@ type Options struct {
 // Run serves until ctx is done. It returns an error if the config file, the certificates or the API server
 // configuration are unusable at start; later config reload failures keep the previous config.
 func Run(ctx context.Context, o Options) error {
+	if o.CheckNamespace != "" {
+		return CheckInjection(ctx, o.RESTConfig, o.CheckNamespace, o.Log)
+	}
 	store, err := config.NewStore(o.ConfigFile, o.InjectorNamespace)
 	if err != nil {
 		return err
@@ -72,6 +95,20 @@ func Run(ctx context.Context, o Options) error {
 	if minTLS == 0 {
 		minTLS = tls.VersionTLS12
 	}
+	tlsOpts := []func(*tls.Config){func(c *tls.Config) { c.MinVersion = minTLS }}
+	var rotator *certs.Rotator
+	switch o.CertMode {
+	case "", CertModeFiles:
+	case CertModeSelfManaged:
+		sm := o.SelfManaged
+		sm.Log = o.Log
+		if rotator, err = certs.New(restCfg, sm); err != nil {
+			return err
+		}
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.GetCertificate = rotator.GetCertificate })
+	default:
+		return fmt.Errorf("certificate mode %q: want %s or %s", o.CertMode, CertModeFiles, CertModeSelfManaged)
+	}
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
 		Logger:                 o.Log,
@@ -80,7 +117,7 @@ func Run(ctx context.Context, o Options) error {
 		Cache:                  cache.Options{ByObject: map[client.Object]cache.ByObject{nsMeta: {}}},
 		WebhookServer: crwebhook.NewServer(crwebhook.Options{
 			Host: o.Host, Port: o.Port, CertDir: o.CertDir, CertName: o.CertName, KeyName: o.KeyName,
-			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = minTLS }},
+			TLSOpts: tlsOpts,
 		}),
 	})
 	if err != nil {
@@ -122,6 +159,14 @@ func Run(ctx context.Context, o Options) error {
 	if err := mgr.Add(manager.RunnableFunc(store.Watch)); err != nil {
 		return err
 	}
+	if rotator != nil {
+		if err := mgr.Add(rotator); err != nil {
+			return err
+		}
+		if err := mgr.AddReadyzCheck("certificate", func(*http.Request) error { return rotator.Ready() }); err != nil {
+			return err
+		}
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
@@ -136,7 +181,7 @@ func Run(ctx context.Context, o Options) error {
 	}); err != nil {
 		return err
 	}
-	o.Log.Info("serving", "port", o.Port, "path", Path, "certDir", o.CertDir, "config", o.ConfigFile)
+	o.Log.Info("serving", "port", o.Port, "path", Path, "certMode", o.CertMode, "certDir", o.CertDir, "config", o.ConfigFile)
 	return mgr.Start(ctx)
 }
 
