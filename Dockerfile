@@ -31,6 +31,22 @@ ENV HEALTH_PORT="8081"
 ENV METRICS_PORT="8080"
 # POD_NAMESPACE: the injector's own namespace, never injected (the chart sets it from the downward API)
 ENV POD_NAMESPACE=""
+# CERT_MODE: where the serving certificate comes from: files (CERT_DIR, e.g. a Secret written by cert-manager) or self-managed (the webhook creates and rotates it in CERT_SECRET and keeps WEBHOOK_CONFIG_NAME's caBundle current)
+ENV CERT_MODE="files"
+# CERT_SECRET: self-managed: the Secret in POD_NAMESPACE holding the CA and the serving certificate; the Lease that elects the rotating replica has the same name
+ENV CERT_SECRET="outrigger-webhook-tls"
+# WEBHOOK_CONFIG_NAME: self-managed: the MutatingWebhookConfiguration whose caBundle is kept current
+ENV WEBHOOK_CONFIG_NAME="outrigger"
+# SERVICE_NAME: self-managed: the Service the API server calls; the serving certificate names <service>.<POD_NAMESPACE>.svc
+ENV SERVICE_NAME="outrigger-webhook"
+# CERT_EXTRA_SANS: self-managed: more DNS names or IP addresses for the serving certificate, comma-separated
+ENV CERT_EXTRA_SANS=""
+# CA_VALIDITY: self-managed: lifetime of a new CA (renewed after two thirds of it)
+ENV CA_VALIDITY="43800h"
+# CERT_VALIDITY: self-managed: lifetime of a new serving certificate (renewed after two thirds of it)
+ENV CERT_VALIDITY="2160h"
+# CHECK_NAMESPACE: check instead of serving: a server-side dry-run pod asking for topz in this namespace must come back injected (the chart's helm test)
+ENV CHECK_NAMESPACE=""
 # admission reviews over HTTPS (the API server calls https://<service>:443/inject, mapped to this port)
 EXPOSE 9443
 # /healthz and /readyz, plain HTTP, for the kubelet's probes

@@ -83,6 +83,17 @@ $(addprefix image-,$(SIDECARS)): image-%:
 test-images: images ## build the images and check them: size, non-root, labels, the binary starts
 	OUTRIGGER_IMAGES=1 OUTRIGGER_VERSION=$(VERSION) $(GO) test -count=1 -run TestImages ./e2e/images/
 
+##@ A real node (root: kubelet + containerd + a CNI bridge on this machine)
+.PHONY: image-pause
+image-pause: ## build the local node's pod sandbox image (e2e/cluster/pause) with podman
+	rm -rf $(OUT)/ctx/pause && mkdir -p $(OUT)/ctx/pause
+	$(STATIC) -o $(OUT)/ctx/pause/pause ./e2e/cluster/pause
+	podman build -q --pull=never --build-arg VERSION=$(VERSION) -t localhost/outrigger/pause:$(VERSION) -f e2e/cluster/pause/Dockerfile $(OUT)/ctx/pause
+
+.PHONY: test-node
+test-node: tools image-pause image-topz image-https-proxy ## run injected pods for real on a local node (needs root and `make deps`)
+	OUTRIGGER_NODE=1 OUTRIGGER_VERSION=$(VERSION) $(GO) test -count=1 -timeout 10m -v ./e2e/node/
+
 ##@ Benchmarks (not part of test; results go to docs/performance.md)
 .PHONY: bench
 bench: deps tools build ## run every benchmark under bench/

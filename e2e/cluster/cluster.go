@@ -39,6 +39,8 @@ type Options struct {
 	APIServerFlags []string
 	// Log receives progress lines (nil: silent).
 	Log func(format string, args ...any)
+	// Node, when set, adds a node that runs pods for real (see NodeOptions); nil is an API-only cluster.
+	Node *NodeOptions
 }
 
 // Cluster is a running control plane.
@@ -50,6 +52,7 @@ type Cluster struct {
 	apiPort    int
 	restConfig *rest.Config
 	kubeconfig string
+	node       *node // nil without Options.Node
 }
 
 // Start starts a cluster for a test and stops it when the test ends. It fails the test, naming what to run,
@@ -192,15 +195,25 @@ func (c *Cluster) start(ctx context.Context) error {
 		"--service-account-signing-key-file=" + saKey,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-cluster-ip-range=10.0.0.0/24",
-		"--authorization-mode=RBAC",
 		"--token-auth-file=" + tokens,
 		"--allow-privileged=true",
-		// No kube-controller-manager creates default ServiceAccounts in the API-only cluster; CreateNamespace
-		// creates one anyway, so tests do not depend on this flag.
-		"--disable-admission-plugins=ServiceAccount",
 		"--endpoint-reconciler-type=none",
 		// Open watches would otherwise hold a stopping API server for up to a minute (RestartAPIServer).
 		"--shutdown-watch-termination-grace-period=2s",
+	}
+	if c.opts.Node == nil {
+		args = append(args, "--authorization-mode=RBAC",
+			// No kube-controller-manager creates default ServiceAccounts in the API-only cluster; CreateNamespace
+			// creates one anyway, so tests do not depend on this flag.
+			"--disable-admission-plugins=ServiceAccount")
+	} else {
+		// With a node, kube-controller-manager creates ServiceAccounts and the ServiceAccount admission plugin
+		// is on (pods get their token volume, as in a real cluster); the Node authorizer judges the kubelet.
+		nodeArgs, err := c.prepareNode(pki, tokens)
+		if err != nil {
+			return err
+		}
+		args = append(args, nodeArgs...)
 	}
 	c.apiserver = &Component{
 		Name:    "kube-apiserver",
@@ -222,6 +235,9 @@ func (c *Cluster) start(ctx context.Context) error {
 		return err
 	}
 	c.opts.Log("control plane ready at %s (dir %s)", c.restConfig.Host, c.dir)
+	if c.opts.Node != nil {
+		return c.startNode(ctx)
+	}
 	return nil
 }
 
@@ -293,9 +309,11 @@ func (c *Cluster) RestartAPIServer(t testing.TB) {
 	}
 }
 
-// Stop stops kube-apiserver, then etcd (the other order can hang the API server's shutdown).
+// Stop stops the node first if there is one (see stopNode), then kube-apiserver, then etcd (the other order
+// can hang the API server's shutdown).
 func (c *Cluster) Stop() error {
 	var errs []error
+	errs = append(errs, c.stopNode())
 	for _, comp := range []*Component{c.apiserver, c.etcd} {
 		if comp != nil {
 			errs = append(errs, comp.Stop())

@@ -21,7 +21,17 @@ type Var struct {
 	Parse func(value string) error
 	// Flag overrides the derived flag name (lower kebab case of Env without the Set's prefix).
 	Flag string
+	// Switch marks a boolean setting: its flag may stand alone (--one-time means --one-time=true), as
+	// kubernetes/git-sync's and the standard library's boolean flags do.
+	Switch bool
 }
+
+// switchValue is a flag.Value that the flag package treats as boolean (IsBoolFlag), recording the text.
+type switchValue struct{ p *string }
+
+func (s switchValue) String() string     { return "" }
+func (s switchValue) Set(v string) error { *s.p = v; return nil }
+func (s switchValue) IsBoolFlag() bool   { return true }
 
 // Set is the whole API of one sidecar.
 type Set struct {
@@ -59,6 +69,10 @@ func (s Set) Parse(args []string, lookupEnv func(string) (string, bool), out io.
 	for _, v := range s.Vars {
 		p := new(string)
 		fromFlag[v.Env] = p
+		if v.Switch {
+			fs.Var(switchValue{p}, s.FlagName(v), v.Usage)
+			continue
+		}
 		fs.Func(s.FlagName(v), v.Usage, func(val string) error { *p = val; return nil })
 	}
 	if err := fs.Parse(args); err != nil {

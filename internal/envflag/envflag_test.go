@@ -21,7 +21,7 @@ func testSet(c *testConfig) Set {
 		{Env: "GITSYNC_REPO", Usage: "repo", Parse: NonEmpty(&c.Repo)},
 		{Env: "GITSYNC_PERIOD", Default: "10s", Usage: "period", Parse: SecondsOrDuration(&c.Period, time.Millisecond)},
 		{Env: "STATUS_PORT", Default: "9803", Usage: "port", Parse: Port(&c.Port)},
-		{Env: "GITSYNC_ONE_TIME", Default: "false", Usage: "once", Parse: Bool(&c.OneOff)},
+		{Env: "GITSYNC_ONE_TIME", Default: "false", Usage: "once", Parse: Bool(&c.OneOff), Switch: true},
 	}}
 }
 
@@ -100,5 +100,25 @@ func TestKebabName(t *testing.T) {
 		if got := KebabName(env, "GITSYNC_"); got != want {
 			t.Errorf("KebabName(%q) = %q, want %q", env, got, want)
 		}
+	}
+}
+
+func TestSwitchFlagStandsAlone(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{{[]string{"--one-time"}, true}, {[]string{"--one-time=false"}, false}, {[]string{"--one-time=true"}, true}, {nil, false}} {
+		var c testConfig
+		if err := testSet(&c).Parse(tc.args, env(map[string]string{"GITSYNC_REPO": "x"}), nil); err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if c.OneOff != tc.want {
+			t.Errorf("%v: one-time = %v, want %v", tc.args, c.OneOff, tc.want)
+		}
+	}
+	var c testConfig
+	err := testSet(&c).Parse([]string{"--one-time=maybe"}, env(map[string]string{"GITSYNC_REPO": "x"}), nil)
+	if err == nil || !strings.Contains(err.Error(), `invalid --one-time="maybe": want true or false`) {
+		t.Fatalf("err = %v", err)
 	}
 }

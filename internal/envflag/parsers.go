@@ -3,6 +3,7 @@ package envflag
 import (
 	"fmt"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -155,5 +156,27 @@ func HostPort(p *string) func(string) error {
 		}
 		*p = s
 		return nil
+	}
+}
+
+// AbsolutePath accepts an absolute path and stores it cleaned ("/etc/config/" → "/etc/config").
+func AbsolutePath(p *string) func(string) error {
+	return func(s string) error {
+		if !filepath.IsAbs(s) {
+			return fmt.Errorf("want an absolute path such as /etc/config")
+		}
+		*p = filepath.Clean(s)
+		return nil
+	}
+}
+
+// OptionalAbsolutePath is AbsolutePath, but "" (unset) is accepted too.
+func OptionalAbsolutePath(p *string) func(string) error {
+	return func(s string) error {
+		if s == "" {
+			*p = ""
+			return nil
+		}
+		return AbsolutePath(p)(s)
 	}
 }

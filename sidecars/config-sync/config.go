@@ -76,8 +76,8 @@ func settings(c *Config) envflag.Set {
 		{Env: "SECRET", Default: "", Usage: "a Secret whose keys are written to TARGET_DIR as well (API mode, optional)", Parse: objectName(&c.Secret)},
 		{Env: "NAMESPACE", Default: "", Usage: "namespace of the ConfigMap and Secret (empty: the pod's own)", Parse: namespaceName(&c.Namespace)},
 		{Env: "KUBECONFIG", Default: "", Usage: "kubeconfig file to use instead of the pod's service account (for running outside a cluster)", Parse: envflag.String(&c.Kubeconfig)},
-		{Env: "SOURCE_DIR", Default: "", Usage: "volume mode: follow this mounted ConfigMap directory instead of the API", Parse: optionalAbsolutePath(&c.SourceDir)},
-		{Env: "TARGET_DIR", Default: "/etc/config", Usage: "directory the files are written to, in the kubelet's atomic layout (the shared volume)", Parse: absolutePath(&c.TargetDir)},
+		{Env: "SOURCE_DIR", Default: "", Usage: "volume mode: follow this mounted ConfigMap directory instead of the API", Parse: envflag.OptionalAbsolutePath(&c.SourceDir)},
+		{Env: "TARGET_DIR", Default: "/etc/config", Usage: "directory the files are written to, in the kubelet's atomic layout (the shared volume)", Parse: envflag.AbsolutePath(&c.TargetDir)},
 		{Env: "UPDATE_FREQUENCY", Default: "60", Usage: "poll period when a watch cannot be held: seconds (10) or a duration (10s, 5m)", Parse: envflag.SecondsOrDuration(&c.UpdateFrequency, time.Second)},
 		{Env: "DEBOUNCE", Default: "200ms", Usage: "quiet time after the last change before the app is told to reload (0s: after every change)", Parse: envflag.Duration(&c.Debounce, 0)},
 		{Env: "RELOAD_PROCESS", Default: "", Usage: "command name of the processes sent RELOAD_SIGNAL after a change (needs a shared PID namespace)", Parse: processName(&c.ReloadProcess)},
@@ -150,26 +150,6 @@ func namespaceName(p *string) func(string) error {
 		}
 		*p = s
 		return nil
-	}
-}
-
-func absolutePath(p *string) func(string) error {
-	return func(s string) error {
-		if !filepath.IsAbs(s) || filepath.Clean(s) != s {
-			return errors.New("want a clean absolute path such as /etc/config")
-		}
-		*p = s
-		return nil
-	}
-}
-
-func optionalAbsolutePath(p *string) func(string) error {
-	return func(s string) error {
-		if s == "" {
-			*p = ""
-			return nil
-		}
-		return absolutePath(p)(s)
 	}
 }
 

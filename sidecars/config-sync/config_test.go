@@ -63,7 +63,7 @@ func TestBadValuesNameTheSettingAndWhatIsAccepted(t *testing.T) {
 		{map[string]string{"CONFIGMAP": "App_Config"}, []string{`invalid CONFIGMAP="App_Config": want a Kubernetes object name`}},
 		{map[string]string{"CONFIGMAP": "a", "SOURCE_DIR": "/src"}, []string{`invalid SOURCE_DIR="/src": volume mode excludes CONFIGMAP and SECRET`}},
 		{map[string]string{"SOURCE_DIR": "/etc/config"}, []string{`invalid TARGET_DIR="/etc/config": it overlaps SOURCE_DIR="/etc/config"`}},
-		{map[string]string{"SOURCE_DIR": "relative"}, []string{`invalid SOURCE_DIR="relative": want a clean absolute path`}},
+		{map[string]string{"SOURCE_DIR": "relative"}, []string{`invalid SOURCE_DIR="relative": want an absolute path`}},
 		{map[string]string{"CONFIGMAP": "a", "UPDATE_FREQUENCY": "soon"}, []string{`invalid UPDATE_FREQUENCY="soon": want seconds (e.g. 10) or a duration (e.g. 10s, 5m), at least 1s`}},
 		{map[string]string{"CONFIGMAP": "a", "UPDATE_FREQUENCY": "0.5"}, []string{`invalid UPDATE_FREQUENCY="0.5": want seconds`}},
 		{map[string]string{"CONFIGMAP": "a", "RELOAD_SIGNAL": "HANGUP"}, []string{`invalid RELOAD_SIGNAL="HANGUP": want a signal name such as HUP, USR1, USR2, TERM or KILL`}},

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 
 // runningProxy is one in-process https-proxy (serve) on 127.0.0.1 with random ports, stopped at the test's end.
 type runningProxy struct {
-	t          *testing.T
+	t          testing.TB
 	ca         *pki
 	cfg        *Config
 	httpsAddr  string
@@ -33,7 +33,7 @@ type runningProxy struct {
 }
 
 // testConfig returns a Config for an app on upstreamPort, with a fresh serving certificate in dir.
-func testConfig(t *testing.T, ca *pki, upstreamPort int) *Config {
+func testConfig(t testing.TB, ca *pki, upstreamPort int) *Config {
 	dir := t.TempDir()
 	cert := ca.serverCert(t, time.Now().Add(time.Hour))
 	writeFile(t, filepath.Join(dir, "tls.crt"), cert.certPEM)
@@ -45,7 +45,7 @@ func testConfig(t *testing.T, ca *pki, upstreamPort int) *Config {
 }
 
 // startProxy serves cfg until the test ends and checks that serve then returns nil.
-func startProxy(t *testing.T, ca *pki, cfg *Config) *runningProxy {
+func startProxy(t testing.TB, ca *pki, cfg *Config) *runningProxy {
 	t.Helper()
 	httpsLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -114,13 +114,13 @@ func (p *runningProxy) metric(sample string) float64 {
 }
 
 // upstream starts a plain-HTTP app on 127.0.0.1 and returns its port.
-func upstream(t *testing.T, h http.Handler) int {
+func upstream(t testing.TB, h http.Handler) int {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return portOf(t, srv.Listener.Addr().String())
 }
 
-func portOf(t *testing.T, addr string) int {
+func portOf(t testing.TB, addr string) int {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +130,7 @@ func portOf(t *testing.T, addr string) int {
 }
 
 // freePort returns a port nothing listens on (bound, then released).
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +139,7 @@ func freePort(t *testing.T) int {
 	return portOf(t, ln.Addr().String())
 }
 
-func writeFile(t *testing.T, path string, data []byte) {
+func writeFile(t testing.TB, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
@@ -147,7 +147,7 @@ func writeFile(t *testing.T, path string, data []byte) {
 }
 
 // servedSerial makes a new TLS connection and returns the serial of the certificate the proxy presents.
-func servedSerial(t *testing.T, addr string, ca *pki) *big.Int {
+func servedSerial(t testing.TB, addr string, ca *pki) *big.Int {
 	t.Helper()
 	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.pool()})
 	if err != nil {
@@ -158,7 +158,7 @@ func servedSerial(t *testing.T, addr string, ca *pki) *big.Int {
 }
 
 // eventually polls cond every 20ms until it holds or 15s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {

@@ -23,7 +23,7 @@ type pki struct {
 	pem  []byte
 }
 
-func newPKI(t *testing.T, name string) *pki {
+func newPKI(t testing.TB, name string) *pki {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -46,7 +46,7 @@ func newPKI(t *testing.T, name string) *pki {
 	return &pki{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
-func randomSerial(t *testing.T) *big.Int {
+func randomSerial(t testing.TB) *big.Int {
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 100))
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ type leaf struct {
 }
 
 // serverCert issues a serving certificate for 127.0.0.1 and localhost, valid until notAfter.
-func (p *pki) serverCert(t *testing.T, notAfter time.Time) leaf {
+func (p *pki) serverCert(t testing.TB, notAfter time.Time) leaf {
 	return p.issue(t, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "localhost"},
 		DNSNames:    []string{"localhost"},
@@ -78,7 +78,7 @@ func (p *pki) serverCert(t *testing.T, notAfter time.Time) leaf {
 }
 
 // clientCert issues a client certificate with this CN and DNS SANs.
-func (p *pki) clientCert(t *testing.T, cn string, dns ...string) tls.Certificate {
+func (p *pki) clientCert(t testing.TB, cn string, dns ...string) tls.Certificate {
 	l := p.issue(t, clientTemplate(cn, dns...))
 	c, err := tls.X509KeyPair(l.certPEM, l.keyPEM)
 	if err != nil {
@@ -87,7 +87,7 @@ func (p *pki) clientCert(t *testing.T, cn string, dns ...string) tls.Certificate
 	return c
 }
 
-func (p *pki) issue(t *testing.T, tmpl *x509.Certificate) leaf {
+func (p *pki) issue(t testing.TB, tmpl *x509.Certificate) leaf {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -61,7 +61,7 @@ func settings(c *Config) envflag.Set {
 		{Env: "TIMEOUT", Default: "1s", Usage: "how long a shard may take to connect or reply before the request fails",
 			Parse: envflag.Duration(&c.Timeout, time.Millisecond)},
 		{Env: "AUTO_EJECT_HOSTS", Default: "false", Usage: "take a failing shard out of the ring (its keys move to the others)",
-			Parse: envflag.Bool(&c.AutoEjectHosts)},
+			Parse: envflag.Bool(&c.AutoEjectHosts), Switch: true},
 		{Env: "SERVER_FAILURE_LIMIT", Default: "2", Usage: "consecutive failures that eject a shard (with AUTO_EJECT_HOSTS)",
 			Parse: envflag.Int(&c.ServerFailureLimit, 1, 1000)},
 		{Env: "SERVER_RETRY_TIMEOUT", Default: "30s", Usage: "how long an ejected shard stays out of the ring",
