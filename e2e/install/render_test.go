@@ -4,11 +4,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -329,7 +331,14 @@ func installCertManagerCRDs(t *testing.T) {
 	}
 	dir := filepath.Join(mod.Dir, "deploy", "crds")
 	kubectl(t, "", "apply", "--server-side", "-f", dir)
-	kubectl(t, "", "wait", "--for=condition=Established", "--timeout=60s", "crd/issuers.cert-manager.io", "crd/certificates.cert-manager.io")
+	eventually(t, 60*time.Second, func() error { // right after creation a CRD may have no conditions at all
+		_, errOut, err := run("", env.kubectl, "--kubeconfig", env.cluster.Kubeconfig(), "wait", "--for=condition=Established", "--timeout=10s",
+			"crd/issuers.cert-manager.io", "crd/certificates.cert-manager.io")
+		if err != nil {
+			return fmt.Errorf("cert-manager CRDs not established: %v: %s", err, errOut)
+		}
+		return nil
+	})
 	t.Logf("cert-manager %s CRDs from %s", mod.Version, dir)
 }
 

@@ -61,9 +61,11 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "node e2e setup: %v\n", err)
 		return 1
 	}
+	setup := time.Now()
 	if err := buildAppImage(ctx, filepath.Join(dir, "app"), env.appRef); err != nil {
 		return fail(err)
 	}
+	fmt.Fprintf(os.Stderr, "timing: test app image built in %s\n", time.Since(setup).Round(time.Millisecond))
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "cluster: "+format+"\n", args...) }
 	start := time.Now()
 	c, err := cluster.New(ctx, cluster.Options{
@@ -89,9 +91,11 @@ func runMain(m *testing.M) int {
 		os.RemoveAll(dir)
 	}()
 
+	setup = time.Now()
 	if err := startWebhook(ctx, c, dir); err != nil {
 		return fail(err)
 	}
+	fmt.Fprintf(os.Stderr, "timing: webhook built, started and called by the API server in %s\n", time.Since(setup).Round(time.Millisecond))
 	defer env.hook.Stop()
 	return m.Run()
 }

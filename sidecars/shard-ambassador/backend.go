@@ -215,10 +215,11 @@ func (s *shard) conn(i int) (*serverConn, error) {
 		return nil, s.dialErr
 	}
 	s.backoff, s.retryDial, s.dialErr = 0, time.Time{}, nil
-	c := &serverConn{shard: s, conn: nc, closed: make(chan struct{})}
+	c := &serverConn{shard: s, conn: nc, closed: make(chan struct{}), wake: make(chan struct{}, 1)}
 	s.conns[i] = c
-	b.wg.Add(2)
+	b.wg.Add(3)
 	go c.readLoop()
+	go c.writeLoop()
 	go c.watchdog()
 	return c, nil
 }
@@ -233,8 +234,10 @@ type serverConn struct {
 	mu      sync.Mutex
 	wbuf    []byte
 	wspare  []byte
-	queue   fifo
-	writing bool
+	queue   fifo // requests written or waiting in wbuf, oldest first
+	unsent  int  // how many of queue's requests are still in wbuf
+	writing bool // a client or writeLoop is writing wbuf out
+	wake    chan struct{}
 }
 
 // enqueue appends req's encoded bytes to the write buffer; flush sends them. It fails at once when the
@@ -247,20 +250,54 @@ func (c *serverConn) enqueue(req *request, data []byte) error {
 	}
 	c.wbuf = append(c.wbuf, data...)
 	c.queue.push(req)
+	c.unsent++
 	c.mu.Unlock()
 	return nil
 }
 
-// claimFlush makes the caller the writer of the buffered requests, unless another client already is (it
-// will also send what was appended meanwhile) or there is nothing to send. A claimer must call writeOut.
+// claimFlush makes the caller the writer of the buffered requests, unless there is nothing to send or it
+// is already being sent, or requests written earlier still wait for their replies: then the reader hands
+// the buffer to writeLoop when the next replies come, so that every request that arrived meanwhile, from
+// any client, goes out in one write. (On loopback a write costs the whole TCP receive path, in the proxy
+// and again in the shard: one write per request was the proxy's largest cost without pipelining. This is
+// twemproxy's batching — requests queue while the connection is busy — without a per-request hand-off.)
+// A claimer must call writeOut.
 func (c *serverConn) claimFlush() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.writing || len(c.wbuf) == 0 || c.broken.Load() != nil {
+	if c.writing || len(c.wbuf) == 0 || c.broken.Load() != nil || c.queue.len() > c.unsent {
 		return false
 	}
 	c.writing = true
 	return true
+}
+
+// handOffWrites is called by the reader before each read: what clients queued behind the requests in
+// flight is given to writeLoop (the reader itself must never block on a write: a shard that stops
+// reading until its replies are read, as memcached does, would deadlock it).
+func (c *serverConn) handOffWrites() {
+	c.mu.Lock()
+	kick := !c.writing && len(c.wbuf) > 0 && c.broken.Load() == nil
+	if kick {
+		c.writing = true
+	}
+	c.mu.Unlock()
+	if kick {
+		c.wake <- struct{}{} // never blocks: one claim at a time, and writeLoop takes each before writing
+	}
+}
+
+// writeLoop writes what handOffWrites hands it.
+func (c *serverConn) writeLoop() {
+	defer c.shard.backend.wg.Done()
+	for {
+		select {
+		case <-c.closed:
+			return
+		case <-c.wake:
+			c.writeOut()
+		}
+	}
 }
 
 // writeOut writes the buffered requests until the buffer is empty, so that bytes appended meanwhile by
@@ -270,6 +307,7 @@ func (c *serverConn) writeOut() {
 	for len(c.wbuf) > 0 && c.broken.Load() == nil {
 		buf := c.wbuf
 		c.wbuf = c.wspare[:0]
+		c.unsent = 0
 		c.mu.Unlock()
 		_, err := c.conn.Write(buf)
 		c.mu.Lock()
@@ -372,6 +410,7 @@ func (c *serverConn) readLoop() {
 				buf = append(buf, make([]byte, len(buf))...)
 			}
 		}
+		c.handOffWrites()
 		n, err := c.conn.Read(buf[w:])
 		w += n
 		if err != nil {
@@ -433,6 +472,8 @@ func (q *fifo) push(r *request) {
 }
 
 func (q *fifo) peek(out []*request) int { return copy(out, q.items[q.head:]) }
+
+func (q *fifo) len() int { return len(q.items) - q.head }
 
 func (q *fifo) pop(n int) {
 	clear(q.items[q.head : q.head+n])

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime"
 	"syscall"
 	"time"
 )
@@ -37,7 +36,6 @@ type session struct {
 	nreq    int
 	sc      []*serverConn
 	dirty   []*serverConn
-	claimed []*serverConn // the connections whose flush this client claimed
 	now     int64
 	quit    bool
 	started bool // the current batch has begun (settled, waiter armed)
@@ -173,30 +171,16 @@ func (s *session) sendDirect(req *request) bool {
 	return true
 }
 
-// flushDirty writes what the batch queued on each shard connection.
-//
-// Writes to a shard are coalesced across clients, as twemproxy's event loop does: a client that claims a
-// connection's flush first yields once, so that the other clients the runtime has ready to run (their
-// requests arrived in the same instant) append theirs, and then sends them all in one write. On loopback
-// a write costs the whole TCP receive path, so one write per request (and one read per request in the
-// shard) was the proxy's largest cost without pipelining; the yield costs far less than a write.
+// flushDirty sends what the batch queued on each shard connection, or leaves it to be sent with the
+// requests of other clients (see claimFlush).
 func (s *session) flushDirty() {
-	claimed := s.claimed[:0]
 	for i, sc := range s.dirty {
 		if sc.claimFlush() {
-			claimed = append(claimed, sc)
+			sc.writeOut()
 		}
 		s.dirty[i] = nil
 	}
 	s.dirty = s.dirty[:0]
-	if len(claimed) > 0 {
-		runtime.Gosched()
-		for i, sc := range claimed {
-			sc.writeOut()
-			claimed[i] = nil
-		}
-	}
-	s.claimed = claimed[:0]
 }
 
 // writeDirect writes a direct request's reply (or its error) to the client and completes it. It runs on

@@ -156,6 +156,9 @@ func (e *Entry) Validate() error {
 		if v.AppMountPath != "" && !path.IsAbs(v.AppMountPath) {
 			add("pod.volumes[%d] (%s).appMountPath %q: want an absolute path", i, v.Name, v.AppMountPath)
 		}
+		if v.When != "" && !seen[v.When] {
+			add("pod.volumes[%d] (%s).when: %q is not a parameter of this entry", i, v.Name, v.When)
+		}
 		if v.EmptyDir == nil && v.Secret == nil && v.ConfigMap == nil && v.Projected == nil && v.DownwardAPI == nil {
 			add("pod.volumes[%d] (%s): want a source: emptyDir, secret, configMap, projected or downwardAPI", i, v.Name)
 		}

@@ -82,6 +82,9 @@ type Volume struct {
 	AppMountPath string `json:"appMountPath,omitempty"`
 	// AppReadOnly mounts it read-only in the app containers.
 	AppReadOnly bool `json:"appReadOnly,omitempty"`
+	// When names a parameter: the volume (and its mounts) is added only when the pod sets it, e.g. a
+	// credentials Secret that only some pods have.
+	When string `json:"when,omitempty"`
 }
 
 // ParamName is the annotation parameter name of p within e.

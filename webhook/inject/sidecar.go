@@ -103,6 +103,9 @@ func (b *builder) add(e *catalog.Entry, values, keys map[string]string) {
 // addVolume adds e's volume v to the pod (unless one of that name is there), mounts it into the sidecar,
 // and, when it has an app mount path, into every app container.
 func (b *builder) addVolume(e *catalog.Entry, c *corev1.Container, v catalog.Volume, values, keys map[string]string) {
+	if v.When != "" && values[v.When] == "" {
+		return
+	}
 	vol := corev1.Volume{Name: v.Name, VolumeSource: *v.VolumeSource.DeepCopy()}
 	appPath, appPathKey := v.AppMountPath, ""
 	for _, p := range e.Parameters {
