@@ -91,7 +91,7 @@ image-pause: ## build the local node's pod sandbox image (e2e/cluster/pause) wit
 	podman build -q --pull=never --build-arg VERSION=$(VERSION) -t localhost/outrigger/pause:$(VERSION) -f e2e/cluster/pause/Dockerfile $(OUT)/ctx/pause
 
 .PHONY: test-node
-test-node: tools image-pause image-topz image-https-proxy ## run injected pods for real on a local node (needs root and `make deps`)
+test-node: tools image-pause image-topz image-https-proxy image-git-sync ## run injected pods for real on a local node (needs root and `make deps`)
 	OUTRIGGER_NODE=1 OUTRIGGER_VERSION=$(VERSION) $(GO) test -count=1 -timeout 10m -v ./e2e/node/
 
 ##@ Benchmarks (not part of test; results go to docs/performance.md)

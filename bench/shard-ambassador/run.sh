@@ -54,6 +54,7 @@ for i in 0 1 2; do
 	taskset -c "$LOAD_CPUS" redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >/dev/null &
 	PIDS+=($!)
 	R+=("$p")
+	RPIDS+=($!)
 done
 for p in "${R[@]}"; do wait_port "$p"; done
 NC_PORT=$(free_port)
@@ -71,45 +72,55 @@ bench:
    - 127.0.0.1:${R[2]}:1
 YAML
 taskset -c $PROXY_CPU "$NUTCRACKER" -c "$WORK/redis.yml" -s "$(free_port)" -o "$WORK/nc.log" &
-PIDS+=($!)
+PIDS+=($!) NC_PID=$!
 CONFIG_FILE=$WORK/redis.yml LISTEN=127.0.0.1:$SA_PORT STATUS_PORT=$(free_port) taskset -c $PROXY_CPU "$BIN" 2>"$WORK/sa.log" &
-PIDS+=($!)
+PIDS+=($!) SA_PID=$!
 wait_port "$NC_PORT"
 wait_port "$SA_PORT"
-TARGETS=("direct-redis:${R[0]}" "nutcracker:$NC_PORT")
+# name:port:pid (the pid's CPU time is measured: for direct-redis it is that shard's own)
+TARGETS=("direct-redis:${R[0]}:${RPIDS[0]}" "nutcracker:$NC_PORT:$NC_PID")
 if [[ -n $BASELINE_BIN ]]; then
 	BA_PORT=$(free_port)
 	CONFIG_FILE=$WORK/redis.yml LISTEN=127.0.0.1:$BA_PORT STATUS_PORT=$(free_port) taskset -c $PROXY_CPU "$BASELINE_BIN" 2>"$WORK/ba.log" &
-	PIDS+=($!)
+	PIDS+=($!) BA_PID=$!
 	wait_port "$BA_PORT"
-	TARGETS+=("baseline:$BA_PORT")
+	TARGETS+=("baseline:$BA_PORT:$BA_PID")
 fi
-TARGETS+=("shard-ambassador:$SA_PORT")
+TARGETS+=("shard-ambassador:$SA_PORT:$SA_PID")
 
 echo "# shard-ambassador benchmark ($(date -u +%F), $(nproc) cores, $(nutcracker --version 2>&1 | head -1 | sed 's/This is //'), $(redis-server --version | cut -d' ' -f3))"
 echo
-echo "redis-benchmark -t set,get -r 100000 -c 50 -n $REQUESTS -P {1,16}; proxies on core $PROXY_CPU, shards and load on $LOAD_CPUS"
+echo "redis-benchmark -t {set,get} -r 100000 -c 50 -n $REQUESTS -P {1,16}; proxies on core $PROXY_CPU, shards and load on $LOAD_CPUS"
+echo "(CPU µs/req: the process's user+system CPU time during the test over its requests; for direct-redis, the shard's)"
 echo
-echo "| target | pipeline | test | requests/s | p50 ms | p99 ms | rps vs nutcracker | p99 vs nutcracker |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| target | pipeline | test | requests/s | p50 ms | p99 ms | CPU µs/req | rps vs nutcracker | p99 vs nutcracker |"
+echo "|---|---|---|---|---|---|---|---|---|"
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime
 declare -A RPS P99
-run_rb() { # name port pipeline
-	taskset -c "$LOAD_CPUS" redis-benchmark -p "$2" -t set,get -r 100000 -c 50 -n "$REQUESTS" -P "$3" --csv 2>/dev/null |
-		tail -n +2 | tr -d '"' | while IFS=, read -r test rps avg min p50 p95 p99 max; do echo "$1 $3 $test $rps $p50 $p99"; done
+run_rb() { # name port pipeline pid
+	local test t0 t1 line rname rps avg min p50 p95 p99 max
+	for test in set get; do
+		t0=$(cpu_ticks "$4")
+		line=$(taskset -c "$LOAD_CPUS" redis-benchmark -p "$2" -t "$test" -r 100000 -c 50 -n "$REQUESTS" -P "$3" --csv 2>/dev/null | tail -n +2 | tr -d '"')
+		t1=$(cpu_ticks "$4")
+		IFS=, read -r rname rps avg min p50 p95 p99 max <<<"$line"
+		echo "$1 $3 $rname $rps $p50 $p99 $(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$REQUESTS" 'BEGIN{printf "%.1f", t/hz*1e6/n}')"
+	done
 }
 for P in 1 16; do
 	for target in "${TARGETS[@]}"; do
-		name=${target%%:*} port=${target##*:}
+		IFS=: read -r name port pid <<<"$target"
 		# "direct" is one of the three shards alone: an upper bound, not a sharded setup.
-		while read -r n p test rps p50 p99; do
+		while read -r n p test rps p50 p99 cpu; do
 			RPS[$n/$p/$test]=$rps P99[$n/$p/$test]=$p99
 			ratio="" pratio=""
 			if [[ $n == shard-ambassador || $n == baseline ]]; then
 				ratio=$(awk -v a="$rps" -v b="${RPS[nutcracker/$p/$test]}" 'BEGIN{printf "%.2f×", a/b}')
 				pratio=$(awk -v a="$p99" -v b="${P99[nutcracker/$p/$test]}" 'BEGIN{printf "%.2f×", a/b}')
 			fi
-			echo "| $n | $p | $test | $rps | $p50 | $p99 | $ratio | $pratio |"
-		done < <(run_rb "$name" "$port" "$P")
+			echo "| $n | $p | $test | $rps | $p50 | $p99 | $cpu | $ratio | $pratio |"
+		done < <(run_rb "$name" "$port" "$P" "$pid")
 	done
 done
 
@@ -122,6 +133,7 @@ if [[ -n $MEMASLAP ]]; then
 		taskset -c "$LOAD_CPUS" memcached -l 127.0.0.1 -p "$p" -U 0 -u root -m 256 -t 1 &
 		PIDS+=($!)
 		M+=("$p")
+		MPIDS+=($!)
 	done
 	for p in "${M[@]}"; do wait_port "$p"; done
 	MNC_PORT=$(free_port)
@@ -138,32 +150,37 @@ bench:
    - 127.0.0.1:${M[2]}:1
 YAML
 	taskset -c $PROXY_CPU "$NUTCRACKER" -c "$WORK/mc.yml" -s "$(free_port)" -o "$WORK/mnc.log" &
-	PIDS+=($!)
+	PIDS+=($!) MNC_PID=$!
 	CONFIG_FILE=$WORK/mc.yml LISTEN=127.0.0.1:$MSA_PORT STATUS_PORT=$(free_port) taskset -c $PROXY_CPU "$BIN" 2>"$WORK/msa.log" &
-	PIDS+=($!)
+	PIDS+=($!) MSA_PID=$!
 	wait_port "$MNC_PORT"
 	wait_port "$MSA_PORT"
-	MTARGETS=("direct-memcached:${M[0]}" "nutcracker:$MNC_PORT")
+	MTARGETS=("direct-memcached:${M[0]}:${MPIDS[0]}" "nutcracker:$MNC_PORT:$MNC_PID")
 	if [[ -n $BASELINE_BIN ]]; then
 		MBA_PORT=$(free_port)
 		CONFIG_FILE=$WORK/mc.yml LISTEN=127.0.0.1:$MBA_PORT STATUS_PORT=$(free_port) taskset -c $PROXY_CPU "$BASELINE_BIN" 2>"$WORK/mba.log" &
-		PIDS+=($!)
+		PIDS+=($!) MBA_PID=$!
 		wait_port "$MBA_PORT"
-		MTARGETS+=("baseline:$MBA_PORT")
+		MTARGETS+=("baseline:$MBA_PORT:$MBA_PID")
 	fi
-	MTARGETS+=("shard-ambassador:$MSA_PORT")
+	MTARGETS+=("shard-ambassador:$MSA_PORT:$MSA_PID")
 	echo
 	echo "$(basename "$MEMASLAP") -T 1 -c 50 -t $MC_TIME -X 32 (90% get / 10% set)"
 	echo
-	echo "| target | ops/s | vs nutcracker |"
-	echo "|---|---|---|"
+	echo "| target | ops/s | CPU µs/op | vs nutcracker |"
+	echo "|---|---|---|---|"
 	declare -A TPS
 	for target in "${MTARGETS[@]}"; do
-		name=${target%%:*} port=${target##*:}
-		tps=$(taskset -c "$LOAD_CPUS" "$MEMASLAP" -s "127.0.0.1:$port" -T 1 -c 50 -t "$MC_TIME" -X 32 2>&1 | awk '/^Run time/ {for (i=1;i<=NF;i++) if ($i=="TPS:") print $(i+1)}' | tail -1)
+		IFS=: read -r name port pid <<<"$target"
+		t0=$(cpu_ticks "$pid")
+		out=$(taskset -c "$LOAD_CPUS" "$MEMASLAP" -s "127.0.0.1:$port" -T 1 -c 50 -t "$MC_TIME" -X 32 2>&1 | awk '/^Run time/' | tail -1)
+		t1=$(cpu_ticks "$pid")
+		tps=$(awk '{for (i=1;i<=NF;i++) if ($i=="TPS:") print $(i+1)}' <<<"$out")
+		ops=$(awk '{for (i=1;i<=NF;i++) if ($i=="Ops:") print $(i+1)}' <<<"$out")
+		cpu=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$ops" 'BEGIN{if (n > 0) printf "%.1f", t/hz*1e6/n}')
 		TPS[$name]=$tps
 		ratio=""
 		[[ $name == shard-ambassador || $name == baseline ]] && ratio=$(awk -v a="$tps" -v b="${TPS[nutcracker]}" 'BEGIN{printf "%.2f×", a/b}')
-		echo "| $name | $tps | $ratio |"
+		echo "| $name | $tps | $cpu | $ratio |"
 	done
 fi

@@ -2,16 +2,8 @@ package cluster
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -23,8 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // NodeName is the name of the local node (the kubelet runs with --hostname-override=localhost, and the API
@@ -73,13 +63,9 @@ type node struct {
 	stopped                     bool
 }
 
-// nodeBinaries are the programs the node needs besides the control plane's (with what installs them).
-var nodeBinaries = map[string]string{
-	"containerd": "make deps (Debian package containerd)",
-	"ctr":        "make deps (Debian package containerd)",
-	"runc":       "make deps (Debian package runc)",
-	"podman":     "make deps (Debian package podman)",
-	"ip":         "make deps (Debian package iproute2)",
+// nodeBinaries are the programs the node needs from PATH, with the Debian package that has each.
+var nodeBinaries = [][2]string{
+	{"containerd", "containerd"}, {"ctr", "containerd"}, {"runc", "runc"}, {"podman", "podman"}, {"ip", "iproute2"},
 }
 
 // prepareNode writes what the API server needs to know about the node before it starts (the kubelet's
@@ -93,9 +79,9 @@ func (c *Cluster) prepareNode(pki, tokens string) ([]string, error) {
 			return nil, fmt.Errorf("%s not found in %s: run `make tools` (it builds the node components from source)", b, c.opts.BinDir)
 		}
 	}
-	for b, how := range nodeBinaries {
-		if _, err := exec.LookPath(b); err != nil {
-			return nil, fmt.Errorf("%s not found in PATH: run `%s`", b, how)
+	for _, b := range nodeBinaries {
+		if _, err := exec.LookPath(b[0]); err != nil {
+			return nil, fmt.Errorf("%s not found in PATH: run `make deps` (Debian package %s)", b[0], b[1])
 		}
 	}
 	for _, d := range []string{"/usr/lib/cni/bridge", "/usr/lib/cni/host-local", "/usr/lib/cni/loopback"} {
@@ -163,9 +149,11 @@ func (c *Cluster) startNode(ctx context.Context) error {
 		return err
 	}
 	images := append([]string{n.opts.SandboxImage}, n.opts.Images...)
+	loading := time.Now()
 	if err := c.LoadImages(ctx, images...); err != nil {
 		return err
 	}
+	c.opts.Log("loaded %d images from podman into containerd in %s", len(images), time.Since(loading).Round(time.Millisecond))
 	if err := c.startKubelet(ctx); err != nil {
 		return err
 	}
@@ -222,88 +210,6 @@ func (c *Cluster) startControllers() error {
 		return err
 	}
 	return n.scheduler.Start()
-}
-
-// startKubelet writes the kubelet's kubeconfig and configuration and starts it (the settings that work on
-// this machine: ../../shared/ENVIRONMENT.md).
-func (c *Cluster) startKubelet(ctx context.Context) error {
-	n := c.node
-	kubeconfig := filepath.Join(n.dir, "kubelet.kubeconfig")
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: c.restConfig.Host, CertificateAuthority: c.restConfig.CAFile}
-	cfg.AuthInfos["kubelet"] = &clientcmdapi.AuthInfo{Token: nodeToken}
-	cfg.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "kubelet"}
-	cfg.CurrentContext = "local"
-	if err := clientcmd.WriteToFile(*cfg, kubeconfig); err != nil {
-		return err
-	}
-	for _, d := range []string{"kubelet", "manifests", "pod-logs"} {
-		if err := os.MkdirAll(filepath.Join(n.dir, d), 0o755); err != nil {
-			return err
-		}
-	}
-	one := "1%"
-	config := map[string]any{
-		"apiVersion":               "kubelet.config.k8s.io/v1beta1",
-		"kind":                     "KubeletConfiguration",
-		"address":                  "127.0.0.1",
-		"port":                     n.kubeletPort,
-		"healthzBindAddress":       "127.0.0.1",
-		"healthzPort":              n.kubeletHealthz,
-		"readOnlyPort":             0,
-		"containerRuntimeEndpoint": "unix://" + n.socket,
-		// This host has cgroup v1 and no systemd-managed cgroups for us; kubelet 1.35+ would refuse v1.
-		"cgroupDriver":  "cgroupfs",
-		"failCgroupV1":  false,
-		"failSwapOn":    false,
-		"cgroupsPerQOS": true,
-		// No iptables rules: the pods' only network is the bridge, and the host must stay as it was.
-		"makeIPTablesUtilChains": false,
-		// The VM lacks CAP_SYS_RESOURCE: lowering oom_score_adj fails (containerd restricts it to match).
-		"oomScoreAdj":   0,
-		"staticPodPath": filepath.Join(n.dir, "manifests"),
-		"podLogsDir":    filepath.Join(n.dir, "pod-logs"),
-		// A shared build machine: evict only when it is nearly full, and never delete the loaded images
-		// (they cannot be pulled again).
-		"evictionHard":                map[string]string{"memory.available": one, "nodefs.available": one, "nodefs.inodesFree": one, "imagefs.available": one},
-		"imageGCHighThresholdPercent": 100,
-		"imageGCLowThresholdPercent":  99,
-		"serializeImagePulls":         false,
-		"clusterDomain":               "cluster.local",
-		// Only the API server, with its client certificate, may use the kubelet's API.
-		"authentication": map[string]any{
-			"anonymous": map[string]any{"enabled": false},
-			"webhook":   map[string]any{"enabled": false},
-			"x509":      map[string]any{"clientCAFile": filepath.Join(c.dir, "pki", "kubelet-client", "ca.crt")},
-		},
-		"authorization": map[string]any{"mode": "AlwaysAllow"},
-		// Secrets and ConfigMaps mounted in pods follow their objects within seconds, not a minute.
-		"syncFrequency": "5s",
-	}
-	data, err := json.MarshalIndent(config, "", "  ")
-	if err != nil {
-		return err
-	}
-	configPath := filepath.Join(n.dir, "kubelet.json")
-	if err := os.WriteFile(configPath, data, 0o644); err != nil {
-		return err
-	}
-	n.kubelet = &Component{
-		Name: "kubelet",
-		Path: filepath.Join(c.opts.BinDir, "kubelet"),
-		Args: []string{
-			"--config=" + configPath,
-			"--kubeconfig=" + kubeconfig,
-			"--root-dir=" + filepath.Join(n.dir, "kubelet"),
-			"--hostname-override=" + NodeName,
-			"--v=1",
-		},
-		LogPath: filepath.Join(c.dir, "kubelet.log"),
-	}
-	if err := n.kubelet.Start(); err != nil {
-		return err
-	}
-	return waitHTTP(ctx, n.kubelet, fmt.Sprintf("http://127.0.0.1:%d/healthz", n.kubeletHealthz), nil, 60*time.Second)
 }
 
 // waitNodeReady waits until the node reports Ready, kube-controller-manager has lifted the not-ready taint,
@@ -371,18 +277,12 @@ func (c *Cluster) LoadImages(ctx context.Context, refs ...string) error {
 			return fmt.Errorf("image %s is not in podman's store: build it first (`make images image-pause`)", ref)
 		}
 	}
-	archive, err := os.CreateTemp(c.node.dir, "images-*.tar")
-	if err != nil {
-		return err
-	}
-	archive.Close()
-	defer os.Remove(archive.Name())
-	args := append([]string{"save", "-q", "--multi-image-archive", "--format=docker-archive", "-o", archive.Name()}, refs...)
-	_ = os.Remove(archive.Name()) // podman save refuses to overwrite
-	if err := podman(ctx, args...); err != nil {
+	archive := filepath.Join(c.node.dir, fmt.Sprintf("images-%d.tar", time.Now().UnixNano()))
+	defer os.Remove(archive)
+	if err := podman(ctx, append([]string{"save", "-q", "--multi-image-archive", "--format=docker-archive", "-o", archive}, refs...)...); err != nil {
 		return fmt.Errorf("saving images %v: %w", refs, err)
 	}
-	if out, err := c.node.ctr(ctx, "images", "import", archive.Name()); err != nil {
+	if out, err := c.node.ctr(ctx, "images", "import", archive); err != nil {
 		return fmt.Errorf("importing images %v into containerd: %w\n%s", refs, err, out)
 	}
 	return nil
@@ -410,9 +310,6 @@ func (n *node) ctr(ctx context.Context, args ...string) (string, error) {
 	out, err := exec.CommandContext(ctx, "ctr", append([]string{"--address", n.socket, "--namespace", "k8s.io"}, args...)...).CombinedOutput()
 	return string(out), err
 }
-
-// Node reports whether the cluster has a node (Options.Node).
-func (c *Cluster) Node() bool { return c.node != nil }
 
 // stopNode tears the node down in the order that leaves nothing behind: controllers and scheduler (so that
 // nothing re-creates pods), the pods (the kubelet stops their containers and tears their network down),
@@ -484,7 +381,8 @@ func (n *node) removeLeftoverContainers() error {
 		return fmt.Errorf("listing containerd tasks: %w: %s", err, tasks)
 	}
 	for _, id := range strings.Fields(tasks) {
-		if out, err := n.ctr(ctx, "tasks", "delete", "--force", id); err != nil {
+		// A sandbox's task takes its containers' tasks with it: those are "not found" by then.
+		if out, err := n.ctr(ctx, "tasks", "delete", "--force", id); err != nil && !strings.Contains(out, "not found") {
 			errs = append(errs, fmt.Errorf("deleting task %s: %w: %s", id, err, out))
 		}
 	}
@@ -498,57 +396,4 @@ func (n *node) removeLeftoverContainers() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// writeClientCert writes a new CA (ca.crt) and a client certificate signed by it (tls.crt, tls.key) for the
-// user cn in group org into dir.
-func writeClientCert(dir, cn, org string) error {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: "outrigger-e2e-kubelet-client-ca"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(now.UnixNano() + 1), Subject: pkix.Name{CommonName: cn, Organization: []string{org}},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	for name, block := range map[string]*pem.Block{
-		"ca.crt":  {Type: "CERTIFICATE", Bytes: caDER},
-		"tls.crt": {Type: "CERTIFICATE", Bytes: der},
-		"tls.key": {Type: "EC PRIVATE KEY", Bytes: keyDER},
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
-			return err
-		}
-	}
-	return nil
 }

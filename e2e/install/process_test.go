@@ -14,7 +14,6 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/outrigger-dev/outrigger/e2e/cluster"
@@ -28,6 +27,18 @@ type webhookProcess struct {
 	URL      string
 	addr     string // 127.0.0.1:PORT of the webhook's TLS port
 	readyURL string
+	// configMaps maps the local directory of each ConfigMap volume to the ConfigMap's name.
+	configMaps map[string]string
+	// volumes maps the pod's volume names to their local directories.
+	volumes map[string]string
+}
+
+// syncConfig does what the kubelet does when a mounted ConfigMap changes: it swaps in the new content.
+func (w *webhookProcess) syncConfig(t *testing.T, ns string) {
+	t.Helper()
+	for dir, name := range w.configMaps {
+		configMapVolume(t, ns, name, dir)
+	}
 }
 
 // startWebhook runs the webhook as the pod of Deployment ns/deployment would, mapped onto this machine:
@@ -53,6 +64,7 @@ func startWebhook(t *testing.T, ns, deployment, name string, extra map[string]st
 	c := pod.Containers[0]
 	dir := t.TempDir()
 	mounts := map[string]string{} // mount path in the pod -> local directory
+	configMaps, volumes := map[string]string{}, map[string]string{}
 	for _, m := range c.VolumeMounts {
 		if m.SubPath != "" {
 			t.Fatalf("volume %s is mounted with subPath: the kubelet never updates it", m.Name)
@@ -63,13 +75,14 @@ func startWebhook(t *testing.T, ns, deployment, name string, extra map[string]st
 			case v.Name != m.Name:
 			case v.ConfigMap != nil:
 				configMapVolume(t, ns, v.ConfigMap.Name, local)
+				configMaps[local] = v.ConfigMap.Name
 			case v.Secret != nil:
 				secretVolume(t, ns, v.Secret.SecretName, local)
 			default:
 				t.Fatalf("volume %s: only ConfigMap and Secret volumes are mapped", v.Name)
 			}
 		}
-		mounts[m.MountPath] = local
+		mounts[m.MountPath], volumes[m.Name] = local, local
 	}
 	var vars []string
 	for _, e := range c.Env {
@@ -100,9 +113,11 @@ func startWebhook(t *testing.T, ns, deployment, name string, extra map[string]st
 		vars = append(vars, k+"="+v)
 	}
 	w := &webhookProcess{
-		URL:      fmt.Sprintf("https://127.0.0.1:%d/inject", ports[0]),
-		addr:     fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		readyURL: fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]),
+		URL:        fmt.Sprintf("https://127.0.0.1:%d/inject", ports[0]),
+		addr:       fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		readyURL:   fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]),
+		configMaps: configMaps,
+		volumes:    volumes,
 		Component: &cluster.Component{
 			Name: name, Path: env.webhook, Env: vars,
 			LogPath: filepath.Join(env.cluster.Dir(), name+".log"),
@@ -154,24 +169,39 @@ func secretVolume(t *testing.T, ns, name, dir string) {
 
 // pointAtProcess maps the chart's service reference to the process: the only change to the installed
 // webhook configuration is clientConfig.service (<svc>.<ns>.svc:443/inject) → clientConfig.url (the
-// process on loopback); the caBundle, selectors and policies stay as installed. In a cluster, kube-proxy
-// and the Service do this mapping.
-func pointAtProcess(t *testing.T, configName string, w *webhookProcess) {
+// process on loopback); the caBundle, selectors and policies stay as installed. In a cluster, the Service
+// and kube-proxy do this mapping. It returns the undo, for before a `helm upgrade` (Helm puts the
+// chart's service reference back, and a webhook cannot have both).
+func pointAtProcess(t *testing.T, configName string, w *webhookProcess) (undo func()) {
+	t.Helper()
+	services := map[string]*admissionregistrationv1.ServiceReference{}
+	updateClientConfig(t, configName, func(name string, cc *admissionregistrationv1.WebhookClientConfig) {
+		if cc.Service == nil || cc.Service.Path == nil || *cc.Service.Path != "/inject" || cc.Service.Port == nil || *cc.Service.Port != 443 {
+			t.Fatalf("webhook %s: clientConfig %+v, want the chart's service reference on 443 /inject", name, cc)
+		}
+		url := w.URL
+		services[name], cc.Service, cc.URL = cc.Service, nil, &url
+	})
+	return func() {
+		updateClientConfig(t, configName, func(name string, cc *admissionregistrationv1.WebhookClientConfig) {
+			cc.Service, cc.URL = services[name], nil
+		})
+	}
+}
+
+// updateClientConfig changes every webhook's clientConfig (retrying on a conflict with the rotator, which
+// updates the caBundle).
+func updateClientConfig(t *testing.T, configName string, change func(webhook string, cc *admissionregistrationv1.WebhookClientConfig)) {
 	t.Helper()
 	ctx := context.Background()
 	api := env.cluster.Client().AdmissionregistrationV1().MutatingWebhookConfigurations()
-	eventually(t, 10*time.Second, func() error { // the self-managed rotator may update it concurrently
+	eventually(t, 10*time.Second, func() error {
 		cfg, err := api.Get(ctx, configName, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
 		for i := range cfg.Webhooks {
-			cc := &cfg.Webhooks[i].ClientConfig
-			if cc.Service == nil || cc.Service.Path == nil || *cc.Service.Path != "/inject" || cc.Service.Port == nil || *cc.Service.Port != 443 {
-				t.Fatalf("webhook %s: clientConfig %+v, want the chart's service reference on 443 /inject", cfg.Webhooks[i].Name, cc)
-			}
-			url := w.URL
-			cc.Service, cc.URL = nil, &url
+			change(cfg.Webhooks[i].Name, &cfg.Webhooks[i].ClientConfig)
 		}
 		_, err = api.Update(ctx, cfg, metav1.UpdateOptions{})
 		return err
@@ -226,5 +256,3 @@ func namespace(t *testing.T, ns string, labels map[string]string) {
 	t.Helper()
 	env.cluster.CreateNamespace(t, ns, labels, nil)
 }
-
-var _ = corev1.Pod{}

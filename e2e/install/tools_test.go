@@ -26,6 +26,18 @@ func run(stdin string, name string, args ...string) (string, string, error) {
 	return runIn("", stdin, name, args...)
 }
 
+// runEnv runs binary with the test's environment plus vars (later ones win).
+func runEnv(vars []string, binary string, args ...string) (string, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), vars...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	return out.String(), errOut.String(), err
+}
+
 // runIn is run in directory dir.
 func runIn(dir, stdin string, name string, args ...string) (string, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -5,6 +5,7 @@
 //
 // It needs root, the node's Debian packages and the images: run it through `make test-node`, which builds
 // them first and sets OUTRIGGER_NODE=1 (without it every test skips, so `go test ./...` stays API-only).
+// OUTRIGGER_KEEP=1 keeps the run's directory after the teardown: every component's log is there.
 package node
 
 import (
@@ -29,6 +30,7 @@ const injectorNamespace = "outrigger-system"
 // env is what TestMain starts for every test: one node, one webhook.
 var env struct {
 	skip    string
+	dir     string // the run's directory, removed after the node's teardown
 	version string
 	cluster *cluster.Cluster
 	hook    *cluster.Webhook
@@ -57,6 +59,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	env.dir = dir
 	fail := func(err error) int {
 		fmt.Fprintf(os.Stderr, "node e2e setup: %v\n", err)
 		return 1
@@ -73,13 +76,13 @@ func runMain(m *testing.M) int {
 		Log: logf,
 		Node: &cluster.NodeOptions{
 			SandboxImage: image("pause"),
-			Images:       []string{image("topz"), image("https-proxy"), env.appRef},
+			Images:       []string{image("topz"), image("https-proxy"), image("git-sync"), env.appRef},
 		},
 	})
 	if err != nil {
 		return fail(err)
 	}
-	fmt.Fprintf(os.Stderr, "timing: start to node Ready (etcd, kube-apiserver, controllers, containerd, 4 images loaded, kubelet): %s\n", time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "timing: start to node Ready (etcd, kube-apiserver, controllers, containerd, 5 images loaded, kubelet): %s\n", time.Since(start).Round(time.Millisecond))
 	env.cluster = c
 	defer func() {
 		stopStart := time.Now()
@@ -88,6 +91,10 @@ func runMain(m *testing.M) int {
 			return
 		}
 		fmt.Fprintf(os.Stderr, "timing: ordered teardown %s\n", time.Since(stopStart).Round(time.Millisecond))
+		if os.Getenv("OUTRIGGER_KEEP") != "" {
+			fmt.Fprintf(os.Stderr, "kept %s (OUTRIGGER_KEEP): the components' logs are in %s\n", dir, filepath.Join(dir, "c"))
+			return
+		}
 		os.RemoveAll(dir)
 	}()
 

@@ -63,7 +63,7 @@ func TestInjectedSidecarsServeTheApp(t *testing.T) {
 	ip := podIP(t, ns, name)
 
 	t.Run("topz sees the app's process", func(t *testing.T) {
-		body := get(t, http.DefaultClient, "http://"+net.JoinHostPort(ip, "8080")+"/topz")
+		body := get(t, nil, "http://"+net.JoinHostPort(ip, "8080")+"/topz")
 		for _, want := range []string{"/app -listen=127.0.0.1:8000 -name=web", "/https-proxy", "/topz", "/pause"} {
 			if !strings.Contains(body, want) {
 				t.Errorf("/topz does not list %q (the pod shares one PID namespace):\n%s", want, body)
@@ -157,7 +157,7 @@ func TestStartupProbeGatesTheApp(t *testing.T) {
 	}
 	resp.Body.Close()
 	waitPod(t, ns, name, time.Minute, podReady)
-	if body := get(t, http.DefaultClient, "http://"+net.JoinHostPort(ip, "8000")+"/"); !strings.Contains(body, "at start: GET http://127.0.0.1:9000/healthz -> 200\n") {
+	if body := get(t, nil, "http://"+net.JoinHostPort(ip, "8000")+"/"); !strings.Contains(body, "at start: GET http://127.0.0.1:9000/healthz -> 200\n") {
 		t.Errorf("the app did not find the sidecar's startup probe passing when it started:\n%s", body)
 	}
 }
@@ -232,9 +232,10 @@ func podIP(t *testing.T, ns, name string) string {
 	return addr.String()
 }
 
+// get GETs url with client (nil: plain HTTP with a 5 s timeout) and fails the test unless it answers 200.
 func get(t *testing.T, client *http.Client, url string) string {
 	t.Helper()
-	if client == http.DefaultClient {
+	if client == nil {
 		client = &http.Client{Timeout: 5 * time.Second}
 	}
 	resp, err := client.Get(url)

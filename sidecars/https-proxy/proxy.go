@@ -18,14 +18,13 @@ func upstreamAddr(cfg *Config) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.ProxyPort))
 }
 
-// newProxy returns the reverse proxy to the app and its transport (closed by the caller at shutdown).
+// newProxy returns the reverse-proxy handler to the app and its transport (closed by the caller at shutdown).
 //
 // Bodies stream both ways: request bodies are passed to the app as they arrive, and every write of the
-// response is flushed to the client at once (FlushInterval -1, like nginx's proxy_buffering off), so a
-// slow or endless response reaches the client as the app produces it, whether or not its length is
-// known. Measured against a 10 or 100 ms interval this cost about 7% CPU per small keep-alive request,
-// within the benchmark's noise (docs/perf-https-proxy.md). Upgrade requests (WebSocket) pass through.
-func newProxy(cfg *Config, m *metrics, log *slog.Logger) (*httputil.ReverseProxy, *http.Transport) {
+// response is sent to the client at once by streamingWriter (stream.go), so a slow or endless response
+// reaches the client as the app produces it, whether or not its length is known. Upgrade requests
+// (WebSocket) pass through.
+func newProxy(cfg *Config, m *metrics, log *slog.Logger) (http.Handler, *http.Transport) {
 	target := &url.URL{Scheme: "http", Host: upstreamAddr(cfg)}
 	transport := &http.Transport{
 		Proxy:       nil, // the app is local: never route to it through HTTP_PROXY
@@ -51,11 +50,14 @@ func newProxy(cfg *Config, m *metrics, log *slog.Logger) (*httputil.ReverseProxy
 			}
 			r.SetXForwarded()
 		},
-		Transport:     transport,
-		FlushInterval: -1,
+		Transport: transport,
+		// 0: ReverseProxy adds no flushing of its own for responses of known length; streamingWriter
+		// flushes every write. For responses of unknown length and event streams ReverseProxy flushes
+		// anyway (-1), through streamingWriter.FlushError.
+		FlushInterval: 0,
 		BufferPool:    bufferPool{},
 		ModifyResponse: func(resp *http.Response) error {
-			m.requests.WithLabelValues(strconv.Itoa(resp.StatusCode)).Inc()
+			m.countRequest(resp.StatusCode)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -63,7 +65,7 @@ func newProxy(cfg *Config, m *metrics, log *slog.Logger) (*httputil.ReverseProxy
 				return // the client went away: there is nobody to answer, and the app is not at fault
 			}
 			m.upstreamErrors.Inc()
-			m.requests.WithLabelValues("502").Inc()
+			m.countRequest(http.StatusBadGateway)
 			errorLog.warn("the app did not answer", "upstream", target.Host, "method", r.Method, "path", r.URL.Path, "err", err)
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -72,7 +74,16 @@ func newProxy(cfg *Config, m *metrics, log *slog.Logger) (*httputil.ReverseProxy
 		},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	return rp, transport
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := newStreamingWriter(w)
+		if sw == nil {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		defer sw.finish()
+		rp.ServeHTTP(sw, r)
+	})
+	return handler, transport
 }
 
 // bufferPool reuses ReverseProxy's copy buffers instead of allocating 32 KiB per request.

@@ -302,3 +302,81 @@ func TestOversizedHeadersRefused(t *testing.T) {
 		t.Errorf("a %d KiB header got %d, want 431", (maxHeaderBytes+8<<10)>>10, resp.StatusCode)
 	}
 }
+
+// TestHeadersLeaveBeforeALateBody: an app that sends its headers and computes the body later (long
+// polls, event streams, slow downloads) gets its headers to the client without waiting for the body.
+func TestHeadersLeaveBeforeALateBody(t *testing.T) {
+	release := make(chan struct{})
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("length") == "known" {
+			w.Header().Set("Content-Length", "4")
+		} else {
+			w.Header().Set("Content-Type", "text/event-stream")
+		}
+		w.WriteHeader(http.StatusAccepted)
+		w.(http.Flusher).Flush()
+		if waitGate(release) {
+			w.Write([]byte("done"))
+		}
+	})
+	ca := newPKI(t, "test CA")
+	p := startProxy(t, ca, testConfig(t, ca, upstream(t, app)))
+	defer close(release)
+	for _, proto := range []string{"1.1", "2"} {
+		for _, length := range []string{"known", "unknown"} {
+			t.Run("HTTP/"+proto+" "+length+" length", func(t *testing.T) {
+				got := make(chan *http.Response, 1)
+				client := p.client(proto, nil)
+				go func() {
+					resp, err := client.Get(p.url("/?length=" + length))
+					if err != nil {
+						t.Error(err)
+						close(got)
+						return
+					}
+					got <- resp
+				}()
+				select {
+				case resp, ok := <-got:
+					if !ok {
+						return
+					}
+					// The body is still held by the app: closing may not wait for it.
+					go resp.Body.Close()
+					if resp.StatusCode != http.StatusAccepted {
+						t.Errorf("status %d, want 202", resp.StatusCode)
+					}
+				case <-time.After(15 * time.Second):
+					t.Fatal("the headers never reached the client while the app held the body back")
+				}
+			})
+		}
+	}
+}
+
+// TestTrailersPassThrough: trailers the app sends after the body reach the client.
+func TestTrailersPassThrough(t *testing.T) {
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum")
+		w.Write([]byte("payload"))
+		w.Header().Set("X-Checksum", "c0ffee")
+	})
+	ca := newPKI(t, "test CA")
+	p := startProxy(t, ca, testConfig(t, ca, upstream(t, app)))
+	for _, proto := range []string{"1.1", "2"} {
+		t.Run("HTTP/"+proto, func(t *testing.T) {
+			resp, err := p.client(proto, nil).Get(p.url("/"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil || string(body) != "payload" {
+				t.Fatalf("body %q, %v", body, err)
+			}
+			if got := resp.Trailer.Get("X-Checksum"); got != "c0ffee" {
+				t.Errorf("trailer X-Checksum = %q, want c0ffee (trailers %v)", got, resp.Trailer)
+			}
+		})
+	}
+}

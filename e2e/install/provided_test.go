@@ -1,0 +1,158 @@
+package install
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// TestProvided installs the chart with the user's own Secret and caBundle: the webhook serves the mounted
+// Secret, pods are injected, and a renewed serving certificate (same CA: the caBundle does not change,
+// as with cert-manager's renewals) is served without a restart while pods keep being admitted.
+func TestProvided(t *testing.T) {
+	const release, ns, apps = "outrigger-provided", "outrigger-provided", "shop-provided"
+	ctx := context.Background()
+	client := env.cluster.Client()
+	namespace(t, ns, nil)
+	namespace(t, apps, nil)
+
+	ca := newTestCA(t)
+	names := []string{release + "-webhook." + ns + ".svc", "127.0.0.1"}
+	tlsSecret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "my-webhook-tls", Namespace: ns},
+		Type:       corev1.SecretTypeTLS,
+		Data:       ca.issue(t, names...),
+	}
+	if _, err := client.CoreV1().Secrets(ns).Create(ctx, tlsSecret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	helm(t, "install", release, env.chart, "-n", ns, "--set", "certificates.mode=provided",
+		"--set", "certificates.provided.secretName=my-webhook-tls",
+		"--set", "certificates.provided.caBundle="+base64.StdEncoding.EncodeToString(ca.certPEM),
+		"--set", "configSyncRole.create=false") // TestSelfManaged's release owns outrigger-config-sync
+	t.Cleanup(func() {
+		_, _, _ = run("", env.helm, "uninstall", release, "-n", ns, "--kubeconfig", env.cluster.Kubeconfig())
+	})
+
+	w := startWebhook(t, ns, release+"-webhook", "webhook-provided", nil)
+	pointAtProcess(t, release, w)
+	waitInjecting(t, apps, w)
+	pod, err := createPod(ctx, apps, probePod("web", map[string]string{"outrigger.dev/inject": "topz"}), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sidecars(pod); !slices.Equal(got, []string{"topz"}) {
+		t.Fatalf("stored pod has sidecars %v, want [topz]", got)
+	}
+
+	t.Run("a renewed serving certificate is served without a restart", func(t *testing.T) {
+		old := w.servedCert(t)
+		bundle := webhookConfig(t, release).Webhooks[0].ClientConfig.CABundle
+		tlsSecret.Data = ca.issue(t, names...)
+		if _, err := client.CoreV1().Secrets(ns).Update(ctx, tlsSecret, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// What the kubelet does to the mounted Secret (cert-manager's renewals arrive the same way).
+		secretVolume(t, ns, tlsSecret.Name, w.volumes["certs"])
+		eventually(t, 20*time.Second, func() error {
+			if w.servedCert(t).Equal(old) {
+				return fmt.Errorf("still serving the old certificate")
+			}
+			return nil
+		})
+		if !w.Running() {
+			t.Fatal("the webhook restarted")
+		}
+		waitInjecting(t, apps, w)
+		if got := webhookConfig(t, release).Webhooks[0].ClientConfig.CABundle; string(got) != string(bundle) {
+			t.Error("a renewal under the same CA changed the caBundle")
+		}
+	})
+
+	t.Run("RBAC is what the README says", func(t *testing.T) {
+		checkRBAC(t, "provided", release, ns, apps)
+	})
+
+	t.Run("uninstall leaves nothing behind", func(t *testing.T) {
+		_ = w.Stop()
+		helm(t, "uninstall", release, "-n", ns)
+		checkNothingLeft(t, release, ns)
+		if _, err := client.CoreV1().Secrets(ns).Get(ctx, tlsSecret.Name, metav1.GetOptions{}); err != nil {
+			t.Errorf("the user's own Secret must stay: %v", err)
+		}
+	})
+}
+
+// testCA is a CA for the provided mode, as a user would bring one.
+type testCA struct {
+	cert    *x509.Certificate
+	key     *ecdsa.PrivateKey
+	certPEM []byte
+}
+
+func newTestCA(t *testing.T) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "my-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return &testCA{cert: cert, key: key, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// issue returns a Secret's data (tls.crt, tls.key) for a new serving certificate for names.
+func (ca *testCA) issue(t *testing.T, names ...string) map[string][]byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: names[0]},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string][]byte{
+		corev1.TLSCertKey:       pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		corev1.TLSPrivateKeyKey: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+	}
+}
