@@ -28,10 +28,11 @@ demo: tools ## start a local control plane, run the webhook, create an annotated
 	$(GO) run ./e2e/demo
 
 .PHONY: test
-test: deps tools helm ## everything CI runs: vet, unit, integration against real peers, e2e against a real API server, images
+test: deps tools helm ## everything CI runs: vet, unit, real peers, e2e through a real API server, images, pods on a real node
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) test-images
+	$(MAKE) test-node
 
 ##@ Pieces
 .PHONY: deps

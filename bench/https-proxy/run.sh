@@ -45,11 +45,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# free_port prints a random port on which nothing on 127.0.0.1 accepts connections.
+# free_port prints a random port on which nothing on 127.0.0.1 accepts connections, below the ephemeral
+# range (which outgoing connections, e.g. wrk's, take their ports from, so a bind there can fail).
+EPHEMERAL_START=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 free_port() {
   local p
   while :; do
-    p=$(( 20000 + RANDOM % 40000 ))
+    p=$(( 10000 + RANDOM % (EPHEMERAL_START - 10000) ))
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
   done
 }

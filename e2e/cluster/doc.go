@@ -7,6 +7,10 @@
 // its own flags and log file, started in order and stopped in reverse order (kube-apiserver before etcd,
 // or its shutdown can hang). Adding the node is adding components, not a second harness.
 //
+// Options.Node (NodeOptions, node*.go) adds that node: kube-controller-manager, kube-scheduler,
+// containerd with a CNI bridge (cni0, 10.244.0.0/24) and the kubelet, so that injected pods run for real;
+// `make test-node` uses it. Teardown restores what the kubelet changes on the host.
+//
 // Nothing here is faked: the API server authenticates with a token file, authorizes with RBAC and calls
 // admission webhooks over real TLS.
 package cluster

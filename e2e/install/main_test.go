@@ -51,6 +51,9 @@ func runMain(m *testing.M) int {
 	if _, err := os.Stat(env.helm); err != nil {
 		return fail(fmt.Errorf("helm not found in %s: run `make helm`", bin))
 	}
+	if _, err := exec.LookPath("go"); err != nil {
+		return fail(fmt.Errorf("go not found in PATH: the cert-manager CRDs come from its Go module"))
+	}
 	if env.dir, err = os.MkdirTemp("", "outrigger-install-"); err != nil {
 		return fail(err)
 	}
@@ -67,9 +70,6 @@ func runMain(m *testing.M) int {
 	env.cluster = c
 	if env.webhook, err = cluster.BuildWebhook(env.dir); err != nil {
 		return fail(err)
-	}
-	if _, err := exec.LookPath("go"); err != nil {
-		return fail(fmt.Errorf("go not found: the cert-manager CRDs come from its Go module"))
 	}
 	return m.Run()
 }

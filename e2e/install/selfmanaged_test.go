@@ -31,7 +31,13 @@ func TestSelfManaged(t *testing.T) {
 	client := env.cluster.Client()
 	namespace(t, ns, nil)
 	namespace(t, apps, nil)
-	helm(t, "install", release, env.chart, "-n", ns, "--set", "certificates.mode=self-managed")
+	notes := helm(t, "install", release, env.chart, "-n", ns, "--set", "certificates.mode=self-managed")
+	for _, want := range []string{`outrigger.dev/inject: "https-proxy,topz"`, "outrigger.dev/injection=disabled", "helm test outrigger -n outrigger-system",
+		"annotate secret outrigger-webhook-tls outrigger.dev/rotate=ca"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("NOTES.txt does not say %q:\n%s", want, notes)
+		}
+	}
 	t.Cleanup(func() {
 		_, _, _ = run("", env.helm, "uninstall", release, "-n", ns, "--kubeconfig", env.cluster.Kubeconfig())
 	})

@@ -60,6 +60,14 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	env.dir = dir
+	keep := os.Getenv("OUTRIGGER_KEEP") != ""
+	defer func() { // runs last: after the node's teardown
+		if keep {
+			fmt.Fprintf(os.Stderr, "kept %s: the components' logs are in %s\n", dir, filepath.Join(dir, "c"))
+			return
+		}
+		os.RemoveAll(dir)
+	}()
 	fail := func(err error) int {
 		fmt.Fprintf(os.Stderr, "node e2e setup: %v\n", err)
 		return 1
@@ -87,15 +95,11 @@ func runMain(m *testing.M) int {
 	defer func() {
 		stopStart := time.Now()
 		if err := c.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "stopping the node: %v (kept %s for a look)\n", err, dir)
+			fmt.Fprintf(os.Stderr, "stopping the node: %v\n", err)
+			keep = true // mounts may be left under it: do not remove through them
 			return
 		}
 		fmt.Fprintf(os.Stderr, "timing: ordered teardown %s\n", time.Since(stopStart).Round(time.Millisecond))
-		if os.Getenv("OUTRIGGER_KEEP") != "" {
-			fmt.Fprintf(os.Stderr, "kept %s (OUTRIGGER_KEEP): the components' logs are in %s\n", dir, filepath.Join(dir, "c"))
-			return
-		}
-		os.RemoveAll(dir)
 	}()
 
 	setup = time.Now()

@@ -31,6 +31,7 @@ const (
 // run binds both ports (so that a conflict is reported at start) and serves until ctx is done.
 func run(ctx context.Context, cfg *Config) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	gogc, memoryLimit := tuneRuntime(os.LookupEnv)
 	httpsAddr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.ListenPort))
 	httpsLn, err := net.Listen("tcp", httpsAddr)
 	if err != nil {
@@ -43,7 +44,7 @@ func run(ctx context.Context, cfg *Config) error {
 	}
 	defer statusLn.Close()
 	log.Info("https-proxy starting", "version", version, "listen", httpsLn.Addr().String(), "upstream", upstreamAddr(cfg),
-		"status", statusLn.Addr().String(), "minTLS", cfg.MinTLSVersion, "mTLS", cfg.ClientCAPath != "")
+		"status", statusLn.Addr().String(), "minTLS", cfg.MinTLSVersion, "mTLS", cfg.ClientCAPath != "", "GOGC", gogc, "GOMEMLIMIT", memoryLimit)
 	return serve(ctx, cfg, httpsLn, statusLn, log)
 }
 

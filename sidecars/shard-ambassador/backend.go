@@ -15,9 +15,13 @@ import (
 
 // This file is the shard side of the proxy, shared by redis and memcache: a few long-lived connections
 // per shard, each carrying the requests of many clients (as twemproxy does). Clients append encoded
-// requests to a connection's write buffer and one of them writes the lot in a single syscall; one reader
-// goroutine per connection matches replies to requests in FIFO order. A connection that fails or stops
-// answering within the timeout is closed and every request waiting on it gets the error.
+// requests to a connection's write buffer. A client writes the buffer itself when the connection is idle;
+// while replies are outstanding, requests queue up and the connection's reader hands the whole buffer to
+// the connection's writer goroutine after each read, so that concurrent clients share one write (see
+// claimFlush). One reader goroutine per connection matches replies to requests in FIFO order and either
+// wakes the client or, for a client's lone request, writes the reply to the client itself (request.finish).
+// A connection that fails or stops answering within the timeout is closed and every request waiting on
+// it gets the error.
 
 // shard is one backend server with its connection slots and its failure accounting.
 type shard struct {
@@ -240,8 +244,8 @@ type serverConn struct {
 	wake    chan struct{}
 }
 
-// enqueue appends req's encoded bytes to the write buffer; flush sends them. It fails at once when the
-// connection is broken.
+// enqueue appends req's encoded bytes to the write buffer (claimFlush says who sends them). It fails at
+// once when the connection is broken.
 func (c *serverConn) enqueue(req *request, data []byte) error {
 	c.mu.Lock()
 	if e := c.broken.Load(); e != nil {
@@ -456,47 +460,4 @@ func (c *serverConn) watchdog() {
 			}
 		}
 	}
-}
-
-// fifo is a queue of requests in the order they were written to the shard.
-type fifo struct {
-	items []*request
-	head  int
-}
-
-func (q *fifo) push(r *request) {
-	if q.head > 0 && q.head == len(q.items) {
-		q.items, q.head = q.items[:0], 0
-	}
-	q.items = append(q.items, r)
-}
-
-func (q *fifo) peek(out []*request) int { return copy(out, q.items[q.head:]) }
-
-func (q *fifo) len() int { return len(q.items) - q.head }
-
-func (q *fifo) pop(n int) {
-	clear(q.items[q.head : q.head+n])
-	q.head += n
-	if q.head == len(q.items) {
-		q.items, q.head = q.items[:0], 0
-	} else if q.head > 1024 && q.head > len(q.items)/2 {
-		k := copy(q.items, q.items[q.head:])
-		clear(q.items[k:])
-		q.items, q.head = q.items[:k], 0
-	}
-}
-
-func (q *fifo) oldest() int64 {
-	if q.head < len(q.items) {
-		return q.items[q.head].sentAt
-	}
-	return 0
-}
-
-func (q *fifo) drain() []*request {
-	out := append([]*request(nil), q.items[q.head:]...)
-	clear(q.items)
-	q.items, q.head = nil, 0
-	return out
 }

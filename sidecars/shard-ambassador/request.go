@@ -67,3 +67,46 @@ type replyScan struct {
 	pos  int     // bytes of the reply already scanned: whole elements (RESP) or VALUE blocks (memcache)
 	open []int64 // RESP: for each array being scanned, its elements still to come (innermost last)
 }
+
+// fifo is a queue of requests in the order they were written to the shard.
+type fifo struct {
+	items []*request
+	head  int
+}
+
+func (q *fifo) push(r *request) {
+	if q.head > 0 && q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+	q.items = append(q.items, r)
+}
+
+func (q *fifo) peek(out []*request) int { return copy(out, q.items[q.head:]) }
+
+func (q *fifo) len() int { return len(q.items) - q.head }
+
+func (q *fifo) pop(n int) {
+	clear(q.items[q.head : q.head+n])
+	q.head += n
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	} else if q.head > 1024 && q.head > len(q.items)/2 {
+		k := copy(q.items, q.items[q.head:])
+		clear(q.items[k:])
+		q.items, q.head = q.items[:k], 0
+	}
+}
+
+func (q *fifo) oldest() int64 {
+	if q.head < len(q.items) {
+		return q.items[q.head].sentAt
+	}
+	return 0
+}
+
+func (q *fifo) drain() []*request {
+	out := append([]*request(nil), q.items[q.head:]...)
+	clear(q.items)
+	q.items, q.head = nil, 0
+	return out
+}

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"runtime/debug"
+	"strconv"
+)
+
+// Go runtime defaults. The proxy's live heap is small (about 2 MB with 64 busy keep-alive
+// connections), so with Go's default GOGC=100 the collector ran some 20 times a second under load and
+// took about 4% of the CPU (8% with a TLS handshake per request). A larger GOGC lets the heap grow
+// further between collections; the memory limit keeps it below the catalog's 64 Mi container limit
+// (near the limit the collector runs as often as it must, whatever GOGC says). Both are the Go
+// runtime's own variables: GOGC or GOMEMLIMIT in the environment wins over these defaults.
+const (
+	defaultGOGC        = 400
+	defaultMemoryLimit = 48 << 20 // bytes: GOMEMLIMIT=48MiB
+)
+
+// tuneRuntime applies the defaults that the environment does not override and returns the values in
+// effect (for the start-up log).
+func tuneRuntime(lookupEnv func(string) (string, bool)) (gogc string, memoryLimit int64) {
+	gogc, set := lookupEnv("GOGC")
+	if !set {
+		debug.SetGCPercent(defaultGOGC)
+		gogc = strconv.Itoa(defaultGOGC)
+	}
+	if _, set := lookupEnv("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
+	return gogc, debug.SetMemoryLimit(-1) // a negative limit reads it without changing it
+}
