@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/go-logr/logr"
@@ -28,13 +29,19 @@ func main() {
 		return
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "outrigger-webhook: %v\n", err)
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(os.Stderr, "outrigger-webhook: %s\n", line)
+		}
 		os.Exit(2)
 	}
 	opts.Log = logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, nil)).WithValues("version", version)
 	ctrl.SetLogger(opts.Log)
 	if err := server.Run(ctx, opts); err != nil {
-		opts.Log.Error(err, "webhook stopped")
+		msg := "webhook stopped"
+		if opts.CheckNamespace != "" {
+			msg = "injection check failed"
+		}
+		opts.Log.Error(err, msg)
 		os.Exit(1)
 	}
 }
