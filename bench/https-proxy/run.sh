@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Benchmark: https-proxy vs nginx (Debian) terminating TLS in front of the same plain-HTTP app, with the same
-# certificate (ECDSA P-256) and the same client (wrk), on 127.0.0.1 only. Prints requests/s and p99 latency
-# of both and their ratios (https-proxy / nginx), for keep-alive and for a handshake-heavy run
+# certificate (ECDSA P-256) and the same clients (wrk; h2load for HTTP/2), on 127.0.0.1 only. Prints requests/s and p99
+# latency of both and their ratios (https-proxy / nginx), for keep-alive and for a handshake-heavy run
 # (Connection: close: one TLS handshake per request).
 #
-# Run after `make deps build` (nginx, wrk, openssl from Debian; the binary in _output/bin):
+# Run after `make deps build` (nginx, wrk, h2load from nghttp2-client, openssl from Debian; the binary in
+# _output/bin):
 #   bash bench/https-proxy/run.sh
 # Knobs (ENV): DURATION (10s), CONNECTIONS (64), CLOSE_CONNECTIONS (16), ROUNDS (3), BODY_BYTES (1024),
-#   BIN (_output/bin/https-proxy), SCENARIOS ("keepalive close"),
+#   BIN (_output/bin/https-proxy), SCENARIOS ("keepalive close h2": wrk over HTTP/1.1 with keep-alive, wrk
+#   with a TLS handshake per request, h2load over HTTP/2 with keep-alive),
 #   BASELINE_BIN (unset): a second https-proxy binary (e.g. built from the previous commit) run in the same
 #   alternating rounds on the same core, reported as its own row, for before/after comparisons.
 #
@@ -24,12 +26,12 @@ BODY_BYTES=${BODY_BYTES:-1024}
 PROXY_CPU=0
 LOAD_CPU=1
 
-for tool in nginx wrk openssl taskset curl pgrep; do
+for tool in nginx wrk h2load openssl taskset curl pgrep; do
   command -v "$tool" >/dev/null || { echo "$tool not found: run \`make deps\`" >&2; exit 1; }
 done
 BIN=${BIN:-$ROOT/_output/bin/https-proxy}
 BASELINE_BIN=${BASELINE_BIN:-}
-SCENARIOS=${SCENARIOS:-keepalive close}
+SCENARIOS=${SCENARIOS:-keepalive close h2}
 if [[ -n $BASELINE_BIN && ! -x $BASELINE_BIN ]]; then echo "BASELINE_BIN=$BASELINE_BIN is not an executable" >&2; exit 1; fi
 if [[ ! -x $BIN ]]; then
   echo "building $BIN" >&2
@@ -158,19 +160,36 @@ bench() {
   echo "$rps $(to_ms "$p99") $(awk -v t="$ticks" -v hz="$HZ" -v n="$requests" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')"
 }
 
+# bench_h2 PORT PID CONNECTIONS → like bench, over HTTP/2 with h2load (one stream at a time per connection,
+# as wrk does over HTTP/1.1); p99 comes from h2load's per-request log.
+bench_h2() {
+  local port=$1 pid=$2 conns=$3
+  taskset -c $LOAD_CPU h2load -t1 -c"$conns" -m1 -D 2 "https://127.0.0.1:$port/" >/dev/null 2>&1 || true  # warm-up
+  local t0; t0=$(cpu_ticks "$pid")
+  local out; out=$(taskset -c $LOAD_CPU h2load -t1 -c"$conns" -m1 -D "${DURATION%s}" --log-file="$WORK/h2.log" "https://127.0.0.1:$port/")
+  local ticks=$(( $(cpu_ticks "$pid") - t0 ))
+  local rps p99 requests failed
+  requests=$(awk '/^requests:/ {print $8}' <<<"$out")  # succeeded
+  failed=$(awk '/^requests:/ {print $10 + $12 + $14}' <<<"$out")
+  rps=$(awk '/^finished in/ {print $4}' <<<"$out")
+  p99=$(awk '{print $3}' "$WORK/h2.log" | sort -n | awk '{v[NR] = $1} END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.3f", v[i] / 1000 }')
+  [[ ${failed:-0} != 0 ]] && echo "  h2load on $port: $failed failed/errored/timed out" >&2
+  echo "$rps $p99 $(awk -v t="$ticks" -v hz="$HZ" -v n="$requests" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')"
+}
+
 echo "# https-proxy vs nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(nproc) CPUs, $(uname -r); wrk $DURATION, body $BODY_BYTES B, rounds $ROUNDS; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# proxies pinned to CPU $PROXY_CPU (nginx 1 worker, https-proxy GOMAXPROCS=1); wrk + app on CPU $LOAD_CPU"
 echo "# proxy = $BIN${BASELINE_BIN:+; baseline = $BASELINE_BIN}"
 printf '| %-33s | %-8s | %9s | %9s | %-24s | %7s | %7s | %9s |\n' run who "req/s" p99 "CPU/req mean (min–max)" "req/s ×" "p99 ×" "CPU/req ×"
 echo "|---|---|---:|---:|---:|---:|---:|---:|"
-scenario() { # name conns [wrk args]
-  local name=$1 conns=$2; shift 2
+scenario() { # name tool conns [tool args]
+  local name=$1 tool=$2 conns=$3; shift 3
   local rounds=() who port pid
   for r in $(seq "$ROUNDS"); do  # alternate, so that a burst of other load hits every contender
     local line="round $r:"
     for who in "${CONTENDERS[@]}"; do
       port=PORT_$who; pid=PID_$who
-      read -r rps p99 cpu <<<"$(bench "${!port}" "${!pid}" "$conns" "$@")"
+      read -r rps p99 cpu <<<"$($tool "${!port}" "${!pid}" "$conns" "$@")"
       rounds+=("$who $rps $p99 $cpu"); line+=" $who $rps req/s p99 ${p99}ms ${cpu}us/req;"
     done
     echo "  $line" >&2
@@ -187,9 +206,10 @@ scenario() { # name conns [wrk args]
 }
 for s in $SCENARIOS; do
   case $s in
-    keepalive) scenario "keep-alive, $CONNECTIONS conns" "$CONNECTIONS" ;;
-    close) scenario "handshake per request, $CLOSE_CONNECTIONS conns" "$CLOSE_CONNECTIONS" -H 'Connection: close' ;;
-    *) echo "unknown scenario $s (want keepalive, close)" >&2; exit 1 ;;
+    keepalive) scenario "keep-alive, $CONNECTIONS conns" bench "$CONNECTIONS" ;;
+    close) scenario "handshake per request, $CLOSE_CONNECTIONS conns" bench "$CLOSE_CONNECTIONS" -H 'Connection: close' ;;
+    h2) scenario "HTTP/2 keep-alive, $CONNECTIONS conns" bench_h2 "$CONNECTIONS" ;;
+    *) echo "unknown scenario $s (want keepalive, close, h2)" >&2; exit 1 ;;
   esac
 done
 echo "# ratios × = contender / nginx (req/s: higher is better; p99 and CPU/req: lower is better)"

@@ -102,8 +102,12 @@ run_rb() { # name port pipeline pid
 	local test t0 t1 line rname rps avg min p50 p95 p99 max
 	for test in set get; do
 		t0=$(cpu_ticks "$4")
-		line=$(taskset -c "$LOAD_CPUS" redis-benchmark -p "$2" -t "$test" -r 100000 -c 50 -n "$REQUESTS" -P "$3" --csv 2>/dev/null | tail -n +2 | tr -d '"')
+		line=$(taskset -c "$LOAD_CPUS" redis-benchmark -p "$2" -t "$test" -r 100000 -c 50 -n "$REQUESTS" -P "$3" --csv 2>"$WORK/rb.err" | tail -n +2 | tr -d '"')
 		t1=$(cpu_ticks "$4")
+		if [[ -z $line ]]; then # redis-benchmark stops at the first error reply: show it
+			echo "$1 $3 ${test^^} failed - $(grep -m1 -v WARNING "$WORK/rb.err" | tr ' ' '_') -"
+			continue
+		fi
 		IFS=, read -r rname rps avg min p50 p95 p99 max <<<"$line"
 		echo "$1 $3 $rname $rps $p50 $p99 $(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$REQUESTS" 'BEGIN{printf "%.1f", t/hz*1e6/n}')"
 	done
@@ -115,7 +119,7 @@ for P in 1 16; do
 		while read -r n p test rps p50 p99 cpu; do
 			RPS[$n/$p/$test]=$rps P99[$n/$p/$test]=$p99
 			ratio="" pratio=""
-			if [[ $n == shard-ambassador || $n == baseline ]]; then
+			if [[ ($n == shard-ambassador || $n == baseline) && $rps != failed && ${RPS[nutcracker/$p/$test]:-failed} != failed ]]; then
 				ratio=$(awk -v a="$rps" -v b="${RPS[nutcracker/$p/$test]}" 'BEGIN{printf "%.2f×", a/b}')
 				pratio=$(awk -v a="$p99" -v b="${P99[nutcracker/$p/$test]}" 'BEGIN{printf "%.2f×", a/b}')
 			fi

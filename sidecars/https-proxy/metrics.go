@@ -1,11 +1,6 @@
 package main
 
-import (
-	"strconv"
-	"sync/atomic"
-
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "github.com/prometheus/client_golang/prometheus"
 
 // metrics are the proxy's Prometheus metrics, served on the status port's /metrics.
 type metrics struct {
@@ -14,25 +9,6 @@ type metrics struct {
 	handshakeFailures prometheus.Counter
 	certExpiry        prometheus.Gauge
 	reloads           *prometheus.CounterVec
-
-	// byCode caches requests' child of each status code 100-599 (created on first use, so /metrics
-	// lists only codes seen): counting a request then neither formats the code nor hashes labels.
-	byCode [600]atomic.Pointer[prometheus.Counter]
-}
-
-// countRequest counts one request answered with code.
-func (m *metrics) countRequest(code int) {
-	if code < 100 || code >= len(m.byCode) {
-		m.requests.WithLabelValues(strconv.Itoa(code)).Inc()
-		return
-	}
-	c := m.byCode[code].Load()
-	if c == nil {
-		child := m.requests.WithLabelValues(strconv.Itoa(code))
-		c = &child
-		m.byCode[code].Store(c) // a race stores the same child twice: harmless
-	}
-	(*c).Inc()
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {

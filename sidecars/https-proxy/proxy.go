@@ -57,7 +57,7 @@ func newProxy(cfg *Config, m *metrics, log *slog.Logger) (http.Handler, *http.Tr
 		FlushInterval: 0,
 		BufferPool:    bufferPool{},
 		ModifyResponse: func(resp *http.Response) error {
-			m.countRequest(resp.StatusCode)
+			m.requests.WithLabelValues(strconv.Itoa(resp.StatusCode)).Inc()
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -65,7 +65,7 @@ func newProxy(cfg *Config, m *metrics, log *slog.Logger) (http.Handler, *http.Tr
 				return // the client went away: there is nobody to answer, and the app is not at fault
 			}
 			m.upstreamErrors.Inc()
-			m.countRequest(http.StatusBadGateway)
+			m.requests.WithLabelValues("502").Inc()
 			errorLog.warn("the app did not answer", "upstream", target.Host, "method", r.Method, "path", r.URL.Path, "err", err)
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.Header().Set("X-Content-Type-Options", "nosniff")

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -376,6 +379,41 @@ func TestTrailersPassThrough(t *testing.T) {
 			}
 			if got := resp.Trailer.Get("X-Checksum"); got != "c0ffee" {
 				t.Errorf("trailer X-Checksum = %q, want c0ffee (trailers %v)", got, resp.Trailer)
+			}
+		})
+	}
+}
+
+// TestEarlyHintsPassThrough: a 103 Early Hints the app sends before its answer reaches the client.
+func TestEarlyHintsPassThrough(t *testing.T) {
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload; as=style")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		w.Write([]byte("page"))
+	})
+	ca := newPKI(t, "test CA")
+	p := startProxy(t, ca, testConfig(t, ca, upstream(t, app)))
+	for _, proto := range []string{"1.1", "2"} {
+		t.Run("HTTP/"+proto, func(t *testing.T) {
+			var hints []string
+			trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+				hints = append(hints, fmt.Sprintf("%d %s", code, h.Get("Link")))
+				return nil
+			}}
+			req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), "GET", p.url("/"), nil)
+			resp, err := p.client(proto, nil).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			want := []string{"103 </style.css>; rel=preload; as=style"}
+			if resp.StatusCode != 200 || string(body) != "page" || !slices.Equal(hints, want) {
+				t.Errorf("got %d %q after hints %q; want 200 \"page\" after %q", resp.StatusCode, body, hints, want)
+			}
+			if link := resp.Header.Get("Link"); link != "" {
+				t.Errorf("the final response kept the hint's Link header %q", link)
 			}
 		})
 	}

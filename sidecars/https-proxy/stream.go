@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -35,6 +36,8 @@ type streamingWriter struct {
 	pending bool
 	// done: the handler returned; the timer must not touch the response any more.
 	done bool
+	// unwritten is how much of the declared Content-Length the body still lacks (-1: unknown).
+	unwritten int64
 }
 
 // newStreamingWriter wraps w, or returns nil when w cannot flush (net/http's HTTP/1 and HTTP/2
@@ -44,7 +47,7 @@ func newStreamingWriter(w http.ResponseWriter) *streamingWriter {
 	if !ok {
 		return nil
 	}
-	return &streamingWriter{ResponseWriter: w, flusher: f}
+	return &streamingWriter{ResponseWriter: w, flusher: f, unwritten: -1}
 }
 
 // Unwrap lets http.ResponseController find the server's writer (Hijack for upgrades, deadlines).
@@ -68,13 +71,20 @@ func (w *streamingWriter) WriteHeader(code int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.ResponseWriter.WriteHeader(code)
-	if code >= 200 && w.timer == nil && !w.done {
-		w.pending = true
-		w.timer = time.AfterFunc(lateHeaderDelay, w.flushLateHeaders)
+	if code < 200 || w.timer != nil || w.done {
+		return
 	}
+	if n, err := strconv.ParseInt(w.ResponseWriter.Header().Get("Content-Length"), 10, 64); err == nil && n >= 0 {
+		w.unwritten = n
+	}
+	w.pending = true
+	w.timer = time.AfterFunc(lateHeaderDelay, w.flushLateHeaders)
 }
 
-// Write sends p to the client at once, with the headers if they have not left yet.
+// Write sends p to the client at once, with the headers if they have not left yet. The write that
+// completes a body of known length is not flushed: the handler returns right after it and the server
+// then sends the end of the response with it (for HTTP/2 the end of the stream rides on the last DATA
+// frame instead of an extra empty one).
 func (w *streamingWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -82,6 +92,11 @@ func (w *streamingWriter) Write(p []byte) (int, error) {
 	n, err := w.ResponseWriter.Write(p)
 	if err != nil {
 		return n, err
+	}
+	if w.unwritten >= 0 {
+		if w.unwritten -= int64(n); w.unwritten <= 0 {
+			return n, nil
+		}
 	}
 	return n, w.flusher.FlushError()
 }

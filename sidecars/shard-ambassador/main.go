@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 )
@@ -29,6 +30,9 @@ func main() {
 			fmt.Fprintln(os.Stderr, "shard-ambassador: "+line)
 		}
 		os.Exit(2)
+	}
+	if n, set := threadsFor(cfg.Protocol, os.LookupEnv); set {
+		runtime.GOMAXPROCS(n)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("version", version)
 	if err := run(ctx, cfg, log); err != nil {

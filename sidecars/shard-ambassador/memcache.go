@@ -166,7 +166,11 @@ func memcacheErrorLine(dst []byte, err error) []byte {
 	return append(append(append(dst, "SERVER_ERROR shard-ambassador: "...), oneLine(err.Error())...), '\r', '\n')
 }
 
+// Every command starts the batch (start) only once it is complete: a set's data may arrive later, and
+// the batch's start time is when its requests count as sent.
+
 func (c *memcacheSession) localLine(format string, a ...any) {
+	c.start()
 	lo := len(c.local)
 	c.local = fmt.Appendf(c.local, format, a...)
 	c.local = append(c.local, '\r', '\n')
@@ -183,7 +187,6 @@ func (c *memcacheSession) parse(buf []byte) (int, error) {
 		return 0, nil
 	}
 	line := buf[:i+1]
-	c.start()
 	c.args = c.args[:cap(c.args)]
 	n := fields(line, c.args)
 	if n > len(c.args) {
@@ -238,6 +241,7 @@ func (c *memcacheSession) parse(buf []byte) (int, error) {
 		c.localLine("VERSION shard-ambassador-%s", version)
 		return len(line), nil
 	case "quit":
+		c.start()
 		c.quit = true
 		return len(line), nil
 	}
@@ -249,6 +253,7 @@ func (c *memcacheSession) parse(buf []byte) (int, error) {
 // forward sends a one-key command (raw: line and data) to its key's shard; with noreply the line is
 // re-encoded without "noreply" and the shard's reply is dropped.
 func (c *memcacheSession) forward(args [][]byte, noreply bool, raw, data []byte) {
+	c.start()
 	if noreply {
 		c.scratch = bytes.Join(args[:len(args)-1], []byte(" "))
 		c.scratch = append(c.scratch, '\r', '\n')
@@ -277,6 +282,7 @@ func (c *memcacheSession) serverError(noreply bool, err error) {
 
 // retrieve sends get/gets: as is when every key is on one shard, else one sub-command per shard.
 func (c *memcacheSession) retrieve(line []byte, args [][]byte) {
+	c.start()
 	r := c.b.ring.Load()
 	keys := args[1:]
 	first := r.Pick(keys[0])

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func threeMemcached(t *testing.T) ([]*peer, *Config, string) {
@@ -130,5 +131,29 @@ func TestMemcacheCommands(t *testing.T) {
 		} else if end != "END" || len(got) != 1 {
 			t.Errorf("get %s on a live shard → %v %q", k, got, end)
 		}
+	}
+}
+
+func TestMemcacheSetWhoseDataArrivesLateIsNotTimedOut(t *testing.T) {
+	shard := startMemcached(t, "127.0.0.1", 0)
+	cfg := configFor(t, map[string]string{"PROTOCOL": "memcache", "SHARDS": shard.addr + ":1", "TIMEOUT": "1s"})
+	c := dial(t, startAmbassador(t, cfg))
+	// The command line now, its data after more than the shard timeout: the request is sent (and its
+	// timeout and latency start) only when it is complete.
+	c.send([]byte("set late 0 0 5\r\n"))
+	time.Sleep(1200 * time.Millisecond)
+	c.send([]byte("hello\r\n"))
+	if got := c.readLine(); got != "STORED" {
+		t.Fatalf("set with late data = %q, want STORED", got)
+	}
+	if values, _, end := c.mcGet("get late"); values["late"] != "hello" || end != "END" {
+		t.Fatalf("get late = %v %q", values, end)
+	}
+	// The shard latency metric measures the shard, not the client's pause.
+	m := metricsText(t, cfg)
+	name := `shard_ambassador_shard_request_duration_seconds_bucket{shard="` + cfg.Servers[0].String() + `",le=`
+	under1s, all := grep(m, name+`"1"}`), grep(m, name+`"+Inf"}`)
+	if under1s == "" || strings.Fields(under1s)[1] != strings.Fields(all)[1] {
+		t.Errorf("a request took more than 1s by the metrics:\n%s", grep(m, "duration_seconds_bucket"))
 	}
 }

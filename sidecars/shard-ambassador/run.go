@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -48,7 +49,8 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return fmt.Errorf("listening for %s clients on %s: %w", cfg.Protocol, cfg.Listen, err)
 	}
 	log.Info("serving", "protocol", cfg.Protocol, "listen", ln.Addr().String(), "shards", len(cfg.Servers),
-		"hash", cfg.Hash, "distribution", cfg.Distribution, "hash_tag", cfg.HashTag, "status_port", cfg.StatusPort)
+		"hash", cfg.Hash, "distribution", cfg.Distribution, "hash_tag", cfg.HashTag, "status_port", cfg.StatusPort,
+		"gomaxprocs", runtime.GOMAXPROCS(0))
 
 	var wg sync.WaitGroup
 	statusErr := make(chan error, 1)
