@@ -2,7 +2,7 @@
 # git-sync benchmark: initial sync of a generated repository (5,000 files, 2,000 commits) against plain
 # `git clone` in the same run (the peer ratio), and the time from `git push` to the link flip with a 1 s
 # period. Everything runs on 127.0.0.1. Needs git (`make deps`); uses _output/bin/git-sync from `make build`
-# when it exists. Results go to docs/perf-git-sync.md (by hand).
+# when it exists. Results go to docs/performance.md (by hand).
 #   bench/git-sync/run.sh [pushes]
 set -euo pipefail
 cd "$(dirname "$0")/../.."

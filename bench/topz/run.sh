@@ -5,7 +5,7 @@
 # pod with shareProcessNamespace, whatever else runs on the machine.
 #
 # Usage: bench/topz/run.sh [N ...]        (default: 50 500; needs root, hyperfine, curl, procps, util-linux)
-# Results: a markdown table on stdout, for docs/perf-topz.md.
+# Results: a markdown table on stdout, for docs/performance.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH=/usr/local/go/bin:$PATH

@@ -37,8 +37,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/outrigger-dev/outrigger/e2e/cluster"
+	"github.com/outrigger-dev/outrigger/internal/gcdefaults"
 	"github.com/outrigger-dev/outrigger/webhook"
 	"github.com/outrigger-dev/outrigger/webhook/config"
+	"github.com/outrigger-dev/outrigger/webhook/server"
 )
 
 func main() {
@@ -48,6 +50,8 @@ func main() {
 	workers := flag.Int("workers", 16, "closed-loop concurrent clients")
 	closed := flag.Duration("closed", 5*time.Second, "closed-loop duration per scenario")
 	flag.Parse()
+	// The webhook binary's GC defaults (cmd/outrigger-webhook applies the same); GOGC/GOMEMLIMIT win.
+	gcdefaults.Apply(os.LookupEnv, server.DefaultGOGC, server.DefaultMemoryLimit)
 	if err := run(*rate, *bigRate, *duration, *workers, *closed); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)

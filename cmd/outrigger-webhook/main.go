@@ -16,6 +16,7 @@ import (
 	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/outrigger-dev/outrigger/internal/gcdefaults"
 	"github.com/outrigger-dev/outrigger/webhook/server"
 )
 
@@ -34,7 +35,9 @@ func main() {
 		}
 		os.Exit(2)
 	}
+	gogc, memoryLimit := gcdefaults.Apply(os.LookupEnv, server.DefaultGOGC, server.DefaultMemoryLimit)
 	opts.Log = logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, nil)).WithValues("version", version)
+	opts.Log.Info("starting", "gogc", gogc, "memoryLimitBytes", memoryLimit)
 	ctrl.SetLogger(opts.Log)
 	if err := server.Run(ctx, opts); err != nil {
 		msg := "webhook stopped"

@@ -1,9 +1,6 @@
 package main
 
-import (
-	"runtime/debug"
-	"strconv"
-)
+import "github.com/outrigger-dev/outrigger/internal/gcdefaults"
 
 // Go runtime defaults. The proxy's live heap is small (about 2 MB with 64 busy keep-alive
 // connections), so with Go's default GOGC=100 the collector ran some 50 times a second under load and
@@ -16,16 +13,8 @@ const (
 	defaultMemoryLimit = 48 << 20 // bytes: GOMEMLIMIT=48MiB
 )
 
-// tuneRuntime applies the defaults that the environment does not override and returns the values in
-// effect (for the start-up log).
+// tuneRuntime applies these defaults where the environment does not set GOGC or GOMEMLIMIT and returns
+// the values in effect (for the start-up log).
 func tuneRuntime(lookupEnv func(string) (string, bool)) (gogc string, memoryLimit int64) {
-	gogc, set := lookupEnv("GOGC")
-	if !set {
-		debug.SetGCPercent(defaultGOGC)
-		gogc = strconv.Itoa(defaultGOGC)
-	}
-	if _, set := lookupEnv("GOMEMLIMIT"); !set {
-		debug.SetMemoryLimit(defaultMemoryLimit)
-	}
-	return gogc, debug.SetMemoryLimit(-1) // a negative limit reads it without changing it
+	return gcdefaults.Apply(lookupEnv, defaultGOGC, defaultMemoryLimit)
 }

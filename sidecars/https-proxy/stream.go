@@ -20,7 +20,7 @@ const lateHeaderDelay = 10 * time.Millisecond
 //
 // Why not FlushInterval -1: it flushes the headers from a timer goroutine as soon as they are
 // written, so nearly every response costs two TLS records and two write calls instead of one; that
-// was 20% of the proxy's CPU per small keep-alive request (docs/perf-https-proxy.md).
+// was 20% of the proxy's CPU per small keep-alive request (docs/performance.md).
 //
 // Upgrades (Hijack), deadlines and the rest of http.ResponseController reach the server's writer
 // through Unwrap.

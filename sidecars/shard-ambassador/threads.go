@@ -4,7 +4,7 @@ package main
 // it at all: for redis and memcache one, as twemproxy's single event loop, unless the operator set
 // GOMAXPROCS; for HTTP, Go's default.
 //
-// Measured (docs/perf-shard-ambassador.md): without pipelining, every request wakes a goroutine twice
+// Measured (docs/performance.md): without pipelining, every request wakes a goroutine twice
 // (client read, shard reply); with two or more Ps those wake-ups cross threads, which sleep and are woken
 // again — about 25 % more CPU per request, and slower than nutcracker. With one P the proxy needs no more
 // CPU per request than nutcracker and is still 1.4–2× faster when pipelined. Go sizes GOMAXPROCS from a

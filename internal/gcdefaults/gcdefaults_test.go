@@ -1,4 +1,4 @@
-package main
+package gcdefaults
 
 import (
 	"math"
@@ -13,18 +13,18 @@ func TestRuntimeDefaultsYieldToTheEnvironment(t *testing.T) {
 		return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 	}
 
-	gogc, limit := tuneRuntime(env(nil))
-	if got := debug.SetGCPercent(100); gogc != "400" || got != defaultGOGC {
-		t.Errorf("no GOGC in the environment: reported %q, in effect %d; want %d", gogc, got, defaultGOGC)
+	gogc, limit := Apply(env(nil), 400, 48<<20)
+	if got := debug.SetGCPercent(100); gogc != "400" || got != 400 {
+		t.Errorf("no GOGC in the environment: reported %q, in effect %d; want %d", gogc, got, 400)
 	}
-	if limit != defaultMemoryLimit || debug.SetMemoryLimit(-1) != defaultMemoryLimit {
-		t.Errorf("no GOMEMLIMIT in the environment: reported %d, in effect %d; want %d", limit, debug.SetMemoryLimit(-1), defaultMemoryLimit)
+	if limit != (48<<20) || debug.SetMemoryLimit(-1) != (48<<20) {
+		t.Errorf("no GOMEMLIMIT in the environment: reported %d, in effect %d; want %d", limit, debug.SetMemoryLimit(-1), (48 << 20))
 	}
 
 	// The runtime applied GOGC and GOMEMLIMIT from the environment at start; they must stay.
 	debug.SetGCPercent(150)
 	debug.SetMemoryLimit(200 << 20)
-	gogc, limit = tuneRuntime(env(map[string]string{"GOGC": "150", "GOMEMLIMIT": "200MiB"}))
+	gogc, limit = Apply(env(map[string]string{"GOGC": "150", "GOMEMLIMIT": "200MiB"}), 400, 48<<20)
 	if got := debug.SetGCPercent(100); gogc != "150" || got != 150 {
 		t.Errorf("GOGC=150 in the environment: reported %q, in effect %d; want 150", gogc, got)
 	}
