@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,45 +12,17 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/outrigger-dev/outrigger/e2e/cluster"
 )
 
-// writeConfigMapVolume lays out files the way the kubelet updates a ConfigMap volume: a new timestamped
-// directory, a `..data` symlink swapped by rename, and `name -> ..data/name` links. The webhook must
-// notice the swap even though no file it watches by name is written.
+// writeConfigMapVolume updates the webhook's config directory as the kubelet updates a ConfigMap volume.
 func writeConfigMapVolume(dir string, files map[string]string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+	data := make(map[string][]byte, len(files))
+	for k, v := range files {
+		data[k] = []byte(v)
 	}
-	ts := filepath.Join(dir, fmt.Sprintf("..%s.%d", time.Now().Format("2006_01_02_15_04_05"), time.Now().UnixNano()))
-	if err := os.Mkdir(ts, 0o755); err != nil {
-		return err
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(ts, name), []byte(content), 0o644); err != nil {
-			return err
-		}
-	}
-	old, _ := os.Readlink(filepath.Join(dir, "..data"))
-	tmp := filepath.Join(dir, "..data_tmp")
-	_ = os.Remove(tmp)
-	if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
-		return err
-	}
-	for name := range files {
-		link := filepath.Join(dir, name)
-		if _, err := os.Lstat(link); os.IsNotExist(err) {
-			if err := os.Symlink(filepath.Join("..data", name), link); err != nil {
-				return err
-			}
-		}
-	}
-	if old != "" {
-		_ = os.RemoveAll(filepath.Join(dir, old))
-	}
-	return nil
+	return cluster.WriteVolume(dir, data)
 }
 
 func annotatedPod(name string, annotations map[string]string) *corev1.Pod {

@@ -162,7 +162,7 @@ func secretVolume(t *testing.T, ns, name, dir string) {
 	if err != nil {
 		t.Fatalf("reading Secret %s/%s for the volume: %v", ns, name, err)
 	}
-	if err := writeVolume(dir, s.Data); err != nil {
+	if err := cluster.WriteVolume(dir, s.Data); err != nil {
 		t.Fatal(err)
 	}
 }

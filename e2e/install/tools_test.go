@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -19,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/outrigger-dev/outrigger/e2e/cluster"
 )
 
 // run runs a command with a timeout and returns stdout, stderr and its error.
@@ -144,44 +145,6 @@ func kubeconfigAs(t *testing.T, user string) string {
 	return path
 }
 
-// writeVolume lays out files the way the kubelet does for a ConfigMap or Secret volume (a timestamped
-// directory, a `..data` link swapped by rename, and name -> ..data/name links), so that the webhook sees
-// exactly what it sees in a pod, updates included.
-func writeVolume(dir string, files map[string][]byte) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	ts := filepath.Join(dir, fmt.Sprintf("..%d", time.Now().UnixNano()))
-	if err := os.Mkdir(ts, 0o755); err != nil {
-		return err
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(ts, name), content, 0o600); err != nil {
-			return err
-		}
-	}
-	old, _ := os.Readlink(filepath.Join(dir, "..data"))
-	tmp := filepath.Join(dir, "..data_tmp")
-	_ = os.Remove(tmp)
-	if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
-		return err
-	}
-	for name := range files {
-		if _, err := os.Lstat(filepath.Join(dir, name)); os.IsNotExist(err) {
-			if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
-				return err
-			}
-		}
-	}
-	if old != "" {
-		_ = os.RemoveAll(filepath.Join(dir, old))
-	}
-	return nil
-}
-
 // configMapVolume mirrors ConfigMap ns/name into dir as the kubelet would.
 func configMapVolume(t *testing.T, ns, name, dir string) {
 	t.Helper()
@@ -193,7 +156,7 @@ func configMapVolume(t *testing.T, ns, name, dir string) {
 	for k, v := range cm.Data {
 		files[k] = []byte(v)
 	}
-	if err := writeVolume(dir, files); err != nil {
+	if err := cluster.WriteVolume(dir, files); err != nil {
 		t.Fatal(err)
 	}
 }
