@@ -2,7 +2,8 @@ package inject
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/outrigger-dev/outrigger/webhook/catalog"
@@ -79,7 +80,7 @@ func parseInjectList(where, value string, cat *catalog.Catalog) (names []string,
 func parsePodAnnotations(annotations map[string]string, cfg *config.Config) (params, keys map[string]map[string]string, mode string, problems []string) {
 	params, keys = map[string]map[string]string{}, map[string]map[string]string{}
 	mode = cfg.SidecarMode
-	for _, key := range sortedKeys(annotations) {
+	for _, key := range slices.Sorted(maps.Keys(annotations)) {
 		value := annotations[key]
 		domain, name, ok := strings.Cut(key, "/")
 		if !ok {
@@ -87,7 +88,7 @@ func parsePodAnnotations(annotations map[string]string, cfg *config.Config) (par
 		}
 		switch {
 		case domain == catalog.Domain:
-			if !contains(podAnnotations, key) {
+			if !slices.Contains(podAnnotations, key) {
 				problems = append(problems, fmt.Sprintf("annotation %s: unknown; accepted in %s/: inject, sidecar-mode (and <sidecar>.%s/<parameter>)", key, catalog.Domain, catalog.Domain))
 				continue
 			}
@@ -122,22 +123,4 @@ func parsePodAnnotations(annotations map[string]string, cfg *config.Config) (par
 		}
 	}
 	return params, keys, mode, problems
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -2,6 +2,8 @@ package inject
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -119,9 +121,9 @@ func Inject(in Input) (*Result, error) {
 	if len(problems) > 0 {
 		return nil, &DeniedError{Problems: problems}
 	}
-	for _, sidecar := range sortedKeysOf(req.params) {
-		if !contains(req.sidecars, sidecar) {
-			for _, name := range sortedKeys(req.params[sidecar]) {
+	for _, sidecar := range slices.Sorted(maps.Keys(req.params)) {
+		if !slices.Contains(req.sidecars, sidecar) {
+			for _, name := range slices.Sorted(maps.Keys(req.params[sidecar])) {
 				res.Warnings = append(res.Warnings, fmt.Sprintf("outrigger: annotation %s has no effect: %s is not injected into this pod", req.paramKeys[sidecar][name], sidecar))
 			}
 		}
@@ -166,27 +168,29 @@ func Inject(in Input) (*Result, error) {
 func resolveRequest(pod *corev1.Pod, in Input, cfg *config.Config) (request, []string) {
 	params, keys, mode, problems := parsePodAnnotations(pod.Annotations, cfg)
 	req := request{params: params, paramKeys: keys, mode: mode}
-	if v, ok := pod.Annotations[AnnotationInject]; ok {
-		names, optOut, useDefaults, p := parseInjectList("pod annotation", v, cfg.Catalog)
-		problems = append(problems, p...)
-		switch {
-		case optOut:
-			req.source = ReasonDefaultsOptedOut
-			return req, problems
-		case !useDefaults:
-			req.sidecars, req.source = names, SourcePod
-			return req, problems
-		}
+	// The most specific list wins, whole: the pod's annotation, else the namespace's, else the defaults.
+	// "true" (or an empty value) at a level defers to the next one.
+	levels := []struct {
+		annotations map[string]string
+		where       string
+		source      string
+	}{
+		{pod.Annotations, "pod annotation", SourcePod},
+		{in.NamespaceAnnotations, "namespace " + in.Namespace + " annotation", SourceNamespace},
 	}
-	if v, ok := in.NamespaceAnnotations[AnnotationInject]; ok {
-		names, optOut, useDefaults, p := parseInjectList("namespace "+in.Namespace+" annotation", v, cfg.Catalog)
+	for _, level := range levels {
+		v, ok := level.annotations[AnnotationInject]
+		if !ok {
+			continue
+		}
+		names, optOut, useDefaults, p := parseInjectList(level.where, v, cfg.Catalog)
 		problems = append(problems, p...)
 		switch {
 		case optOut:
 			req.source = ReasonDefaultsOptedOut
 			return req, problems
 		case !useDefaults:
-			req.sidecars, req.source = names, SourceNamespace
+			req.sidecars, req.source = names, level.source
 			return req, problems
 		}
 	}
@@ -202,13 +206,4 @@ func describeEmpty(source string) string {
 		return "pod or namespace opted out with " + AnnotationInject + "=none"
 	}
 	return "no sidecar requested and no cluster-wide default"
-}
-
-func sortedKeysOf[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sortStrings(keys)
-	return keys
 }

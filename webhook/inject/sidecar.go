@@ -3,7 +3,6 @@ package inject
 import (
 	"fmt"
 	"net"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -265,5 +264,3 @@ func mountAt(c *corev1.Container, path string) *corev1.VolumeMount {
 	}
 	return nil
 }
-
-func sortStrings(s []string) { sort.Strings(s) }

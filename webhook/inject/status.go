@@ -2,6 +2,7 @@ package inject
 
 import (
 	"encoding/json"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -36,7 +37,7 @@ func setStatus(pod *corev1.Pod, used []*catalog.Entry, cfg *config.Config) {
 	prev, _ := ReadStatus(pod)
 	names := append([]string{}, prev.Sidecars...)
 	for _, e := range used {
-		if !contains(names, e.Name) {
+		if !slices.Contains(names, e.Name) {
 			names = append(names, e.Name)
 		}
 	}
