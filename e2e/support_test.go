@@ -11,7 +11,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/outrigger-dev/outrigger/e2e/cluster"
 )
@@ -25,30 +24,9 @@ func writeConfigMapVolume(dir string, files map[string]string) error {
 	return cluster.WriteVolume(dir, data)
 }
 
-func annotatedPod(name string, annotations map[string]string) *corev1.Pod {
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
-	}
-}
-
-// createPod creates pod in ns through the API server (dryRun: server-side dry run) and returns what the
-// API server returned: the pod as admitted, after every mutating webhook.
-func createPod(ctx context.Context, ns string, pod *corev1.Pod, dryRun bool) (*corev1.Pod, error) {
-	opts := metav1.CreateOptions{}
-	if dryRun {
-		opts.DryRun = []string{metav1.DryRunAll}
-	}
-	return env.cluster.Client().CoreV1().Pods(ns).Create(ctx, pod, opts)
-}
-
 // sidecarNames lists the init containers with restartPolicy Always (native sidecars) and containers.
 func sidecarNames(pod *corev1.Pod) (native, containers []string) {
-	for _, c := range pod.Spec.InitContainers {
-		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-			native = append(native, c.Name)
-		}
-	}
+	native = cluster.NativeSidecars(pod)
 	for _, c := range pod.Spec.Containers {
 		containers = append(containers, c.Name)
 	}
@@ -61,7 +39,7 @@ func waitInjecting(ctx context.Context, ns string, timeout time.Duration) error 
 	deadline := time.Now().Add(timeout)
 	var last error
 	for time.Now().Before(deadline) {
-		pod, err := createPod(ctx, ns, annotatedPod("probe", map[string]string{"outrigger.dev/inject": "topz"}), true)
+		pod, err := env.cluster.CreatePod(ctx, ns, cluster.AppPod("probe", map[string]string{"outrigger.dev/inject": "topz"}), true)
 		if err == nil {
 			if native, _ := sidecarNames(pod); len(native) == 1 {
 				return nil
@@ -72,22 +50,6 @@ func waitInjecting(ctx context.Context, ns string, timeout time.Duration) error 
 		time.Sleep(200 * time.Millisecond)
 	}
 	return fmt.Errorf("the webhook is not called for namespace %s after %s: %v", ns, timeout, last)
-}
-
-// eventually polls cond until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // metric sums the samples of a Prometheus counter whose line starts with name (and labels, if given).

@@ -26,7 +26,7 @@ import (
 func TestAnnotatedPodIsInjected(t *testing.T) {
 	ctx := context.Background()
 	env.cluster.CreateNamespace(t, "shop", nil, nil)
-	pod, err := createPod(ctx, "shop", annotatedPod("web", map[string]string{
+	pod, err := env.cluster.CreatePod(ctx, "shop", cluster.AppPod("web", map[string]string{
 		"outrigger.dev/inject":                 "https-proxy,topz",
 		"https-proxy.outrigger.dev/tls-secret": "web-tls",
 		"https-proxy.outrigger.dev/proxy-port": "8000",
@@ -60,7 +60,7 @@ func TestNamespaceDefault(t *testing.T) {
 	env.cluster.CreateNamespace(t, "team-a", nil, map[string]string{"outrigger.dev/inject": "topz"})
 	// The namespace informer may see the new namespace a moment later; the webhook falls back to the API,
 	// so even the first pod gets the default.
-	pod, err := createPod(ctx, "team-a", annotatedPod("quiet", nil), false)
+	pod, err := env.cluster.CreatePod(ctx, "team-a", cluster.AppPod("quiet", nil), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestNamespaceDefault(t *testing.T) {
 		t.Fatalf("sidecars %v, want the namespace default [topz]", native)
 	}
 	// The pod's own list wins over the namespace's.
-	pod, err = createPod(ctx, "team-a", annotatedPod("own", map[string]string{"outrigger.dev/inject": "none"}), false)
+	pod, err = env.cluster.CreatePod(ctx, "team-a", cluster.AppPod("own", map[string]string{"outrigger.dev/inject": "none"}), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +86,8 @@ func TestClusterDefaultFollowsConfigMapSwap(t *testing.T) {
 	if err := writeConfigMapVolume(env.configDir, map[string]string{"config.yaml": "defaults: [topz]\n"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, func() error {
-		pod, err := createPod(ctx, "plain", annotatedPod("p", nil), true)
+	cluster.Eventually(t, 20*time.Second, func() error {
+		pod, err := env.cluster.CreatePod(ctx, "plain", cluster.AppPod("p", nil), true)
 		if err != nil {
 			return err
 		}
@@ -104,13 +104,13 @@ func TestClusterDefaultFollowsConfigMapSwap(t *testing.T) {
 	if err := writeConfigMapVolume(env.configDir, map[string]string{"config.yaml": "defaults: [topz, nonesuch]\n"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, func() error {
+	cluster.Eventually(t, 20*time.Second, func() error {
 		if n := metric(t, env.hook.MetricsURL, `outrigger_config_reloads_total{result="failure"}`); n < 1 {
 			return fmt.Errorf("no failed reload counted yet")
 		}
 		return nil
 	})
-	pod, err := createPod(ctx, "plain", annotatedPod("p", nil), true)
+	pod, err := env.cluster.CreatePod(ctx, "plain", cluster.AppPod("p", nil), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,16 +125,16 @@ func TestOptOutLabelMeansTheWebhookIsNotCalled(t *testing.T) {
 	env.cluster.CreateNamespace(t, "quiet-ns", map[string]string{"outrigger.dev/injection": "disabled"}, map[string]string{"outrigger.dev/inject": "topz"})
 	before := metric(t, env.hook.MetricsURL, "outrigger_admission_requests_total")
 
-	pod := annotatedPod("skip-me", map[string]string{"outrigger.dev/inject": "topz"})
+	pod := cluster.AppPod("skip-me", map[string]string{"outrigger.dev/inject": "topz"})
 	pod.Labels = map[string]string{"outrigger.dev/injection": "disabled"}
-	got, err := createPod(ctx, "labelled", pod, false)
+	got, err := env.cluster.CreatePod(ctx, "labelled", pod, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if native, _ := sidecarNames(got); len(native) != 0 {
 		t.Fatalf("a pod labelled disabled got %v", native)
 	}
-	got, err = createPod(ctx, "quiet-ns", annotatedPod("in-disabled-ns", nil), false)
+	got, err = env.cluster.CreatePod(ctx, "quiet-ns", cluster.AppPod("in-disabled-ns", nil), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestOptOutLabelMeansTheWebhookIsNotCalled(t *testing.T) {
 func TestBadParameterIsDeniedWithTheReason(t *testing.T) {
 	ctx := context.Background()
 	env.cluster.CreateNamespace(t, "denials", nil, nil)
-	_, err := createPod(ctx, "denials", annotatedPod("bad", map[string]string{
+	_, err := env.cluster.CreatePod(ctx, "denials", cluster.AppPod("bad", map[string]string{
 		"outrigger.dev/inject":                 "https-proxy",
 		"https-proxy.outrigger.dev/tls-secret": "web-tls",
 		"https-proxy.outrigger.dev/proxy-port": "eighty",
@@ -173,7 +173,7 @@ func TestBadParameterIsDeniedWithTheReason(t *testing.T) {
 func TestServerSideDryRunReturnsTheInjectedPod(t *testing.T) {
 	ctx := context.Background()
 	env.cluster.CreateNamespace(t, "dry", nil, nil)
-	pod, err := createPod(ctx, "dry", annotatedPod("preview", map[string]string{
+	pod, err := env.cluster.CreatePod(ctx, "dry", cluster.AppPod("preview", map[string]string{
 		"outrigger.dev/inject": "git-sync", "git-sync.outrigger.dev/repo": "https://git.example/site.git",
 	}), true)
 	if err != nil {
@@ -247,9 +247,9 @@ func TestSecondWebhookDoesNotCauseDoubleInjection(t *testing.T) {
 	})
 
 	var pod *corev1.Pod
-	eventually(t, 20*time.Second, func() error {
+	cluster.Eventually(t, 20*time.Second, func() error {
 		var err error
-		pod, err = createPod(ctx, "two-hooks", annotatedPod("p", map[string]string{
+		pod, err = env.cluster.CreatePod(ctx, "two-hooks", cluster.AppPod("p", map[string]string{
 			"outrigger.dev/inject": "topz,config-sync", "config-sync.outrigger.dev/configmap": "app-config",
 		}), true)
 		if err != nil {
@@ -261,7 +261,7 @@ func TestSecondWebhookDoesNotCauseDoubleInjection(t *testing.T) {
 		return nil
 	})
 	before := metric(t, env.hook.MetricsURL, "outrigger_admission_requests_total")
-	pod, err = createPod(ctx, "two-hooks", annotatedPod("p", map[string]string{
+	pod, err = env.cluster.CreatePod(ctx, "two-hooks", cluster.AppPod("p", map[string]string{
 		"outrigger.dev/inject": "topz,config-sync", "config-sync.outrigger.dev/configmap": "app-config",
 	}), true)
 	if err != nil {
@@ -306,13 +306,13 @@ func TestFailurePolicy(t *testing.T) {
 	if err := hook.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	_, err = createPod(ctx, "fp", annotatedPod("refused", map[string]string{"outrigger.dev/inject": "topz"}), true)
+	_, err = env.cluster.CreatePod(ctx, "fp", cluster.AppPod("refused", map[string]string{"outrigger.dev/inject": "topz"}), true)
 	if err == nil || !strings.Contains(err.Error(), "failed calling webhook") {
 		t.Fatalf("failurePolicy Fail with the webhook down: %v, want a refusal naming the webhook", err)
 	}
 	register(admissionregistrationv1.Ignore)
-	eventually(t, 20*time.Second, func() error {
-		pod, err := createPod(ctx, "fp", annotatedPod("admitted", map[string]string{"outrigger.dev/inject": "topz"}), true)
+	cluster.Eventually(t, 20*time.Second, func() error {
+		pod, err := env.cluster.CreatePod(ctx, "fp", cluster.AppPod("admitted", map[string]string{"outrigger.dev/inject": "topz"}), true)
 		if err != nil {
 			return err
 		}

@@ -127,7 +127,7 @@ func startWebhook(t *testing.T, ns, deployment, name string, extra map[string]st
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.Stop() })
-	eventually(t, 60*time.Second, func() error {
+	cluster.Eventually(t, 60*time.Second, func() error {
 		if !w.Running() {
 			t.Fatalf("%s exited:\n%s", name, w.LogTail(30))
 		}
@@ -195,7 +195,7 @@ func updateClientConfig(t *testing.T, configName string, change func(webhook str
 	t.Helper()
 	ctx := context.Background()
 	api := env.cluster.Client().AdmissionregistrationV1().MutatingWebhookConfigurations()
-	eventually(t, 10*time.Second, func() error {
+	cluster.Eventually(t, 10*time.Second, func() error {
 		cfg, err := api.Get(ctx, configName, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -211,12 +211,12 @@ func updateClientConfig(t *testing.T, configName string, change func(webhook str
 // waitInjecting waits until a dry-run pod asking for topz in ns comes back with it.
 func waitInjecting(t *testing.T, ns string, w ...*webhookProcess) {
 	t.Helper()
-	eventually(t, 30*time.Second, func() error {
-		pod, err := createPod(context.Background(), ns, probePod("probe", map[string]string{"outrigger.dev/inject": "topz"}), true)
+	cluster.Eventually(t, 30*time.Second, func() error {
+		pod, err := env.cluster.CreatePod(context.Background(), ns, cluster.AppPod("probe", map[string]string{"outrigger.dev/inject": "topz"}), true)
 		if err != nil {
 			return err
 		}
-		if got := sidecars(pod); len(got) != 1 || got[0] != "topz" {
+		if got := cluster.NativeSidecars(pod); len(got) != 1 || got[0] != "topz" {
 			var logs string
 			for _, p := range w {
 				logs += "\n--- " + p.Name + " ---\n" + p.LogTail(10)

@@ -18,6 +18,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/outrigger-dev/outrigger/e2e/cluster"
 )
 
 // TestProvided installs the chart with the user's own Secret and caBundle: the webhook serves the mounted
@@ -51,11 +53,11 @@ func TestProvided(t *testing.T) {
 	w := startWebhook(t, ns, release+"-webhook", "webhook-provided", nil)
 	pointAtProcess(t, release, w)
 	waitInjecting(t, apps, w)
-	pod, err := createPod(ctx, apps, probePod("web", map[string]string{"outrigger.dev/inject": "topz"}), false)
+	pod, err := env.cluster.CreatePod(ctx, apps, cluster.AppPod("web", map[string]string{"outrigger.dev/inject": "topz"}), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := sidecars(pod); !slices.Equal(got, []string{"topz"}) {
+	if got := cluster.NativeSidecars(pod); !slices.Equal(got, []string{"topz"}) {
 		t.Fatalf("stored pod has sidecars %v, want [topz]", got)
 	}
 
@@ -68,7 +70,7 @@ func TestProvided(t *testing.T) {
 		}
 		// What the kubelet does to the mounted Secret (cert-manager's renewals arrive the same way).
 		secretVolume(t, ns, tlsSecret.Name, w.volumes["certs"])
-		eventually(t, 20*time.Second, func() error {
+		cluster.Eventually(t, 20*time.Second, func() error {
 			if w.servedCert(t).Equal(old) {
 				return fmt.Errorf("still serving the old certificate")
 			}

@@ -331,7 +331,7 @@ func installCertManagerCRDs(t *testing.T) {
 	}
 	dir := filepath.Join(mod.Dir, "deploy", "crds")
 	kubectl(t, "", "apply", "--server-side", "-f", dir)
-	eventually(t, 60*time.Second, func() error { // right after creation a CRD may have no conditions at all
+	cluster.Eventually(t, 60*time.Second, func() error { // right after creation a CRD may have no conditions at all
 		_, errOut, err := run("", env.kubectl, "--kubeconfig", env.cluster.Kubeconfig(), "wait", "--for=condition=Established", "--timeout=10s",
 			"crd/issuers.cert-manager.io", "crd/certificates.cert-manager.io")
 		if err != nil {

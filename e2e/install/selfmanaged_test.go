@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/outrigger-dev/outrigger/e2e/cluster"
 	"github.com/outrigger-dev/outrigger/webhook/certs"
 )
 
@@ -57,7 +58,7 @@ func TestSelfManaged(t *testing.T) {
 
 	var ca, leaf *x509.Certificate
 	t.Run("the webhook fills the Secret and the caBundle", func(t *testing.T) {
-		eventually(t, 20*time.Second, func() error {
+		cluster.Eventually(t, 20*time.Second, func() error {
 			s, err := client.CoreV1().Secrets(ns).Get(ctx, "outrigger-webhook-tls", metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -96,11 +97,11 @@ func TestSelfManaged(t *testing.T) {
 	t.Run("an annotated pod created through the API server is injected", func(t *testing.T) {
 		unpoint = pointAtProcess(t, release, a)
 		waitInjecting(t, apps, a)
-		pod, err := createPod(ctx, apps, probePod("web", map[string]string{"outrigger.dev/inject": "topz"}), false)
+		pod, err := env.cluster.CreatePod(ctx, apps, cluster.AppPod("web", map[string]string{"outrigger.dev/inject": "topz"}), false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := sidecars(pod); !slices.Equal(got, []string{"topz"}) {
+		if got := cluster.NativeSidecars(pod); !slices.Equal(got, []string{"topz"}) {
 			t.Fatalf("stored pod has sidecars %v, want [topz]", got)
 		}
 	})
@@ -139,12 +140,12 @@ func TestSelfManaged(t *testing.T) {
 		}
 		// The kubelet would update the mounted ConfigMap; the webhook reloads it without a restart.
 		a.syncConfig(t, ns)
-		eventually(t, 20*time.Second, func() error {
-			pod, err := createPod(ctx, apps, probePod("quiet", nil), true)
+		cluster.Eventually(t, 20*time.Second, func() error {
+			pod, err := env.cluster.CreatePod(ctx, apps, cluster.AppPod("quiet", nil), true)
 			if err != nil {
 				return err
 			}
-			if got := sidecars(pod); !slices.Equal(got, []string{"topz"}) {
+			if got := cluster.NativeSidecars(pod); !slices.Equal(got, []string{"topz"}) {
 				return fmt.Errorf("a pod that says nothing got %v, want the new cluster default [topz]", got)
 			}
 			return nil
@@ -157,11 +158,11 @@ func TestSelfManaged(t *testing.T) {
 		helm(t, "uninstall", release, "-n", ns)
 		checkNothingLeft(t, release, ns)
 		// With the webhook gone, pods are created as they are.
-		pod, err := createPod(ctx, apps, probePod("after", map[string]string{"outrigger.dev/inject": "topz"}), false)
+		pod, err := env.cluster.CreatePod(ctx, apps, cluster.AppPod("after", map[string]string{"outrigger.dev/inject": "topz"}), false)
 		if err != nil {
 			t.Fatalf("after uninstall a pod is refused: %v", err)
 		}
-		if got := sidecars(pod); len(got) != 0 {
+		if got := cluster.NativeSidecars(pod); len(got) != 0 {
 			t.Errorf("after uninstall a pod got %v", got)
 		}
 	})
@@ -193,9 +194,9 @@ func rotateWithLoad(t *testing.T, ns, apps, release string, oldCA *x509.Certific
 				return
 			default:
 			}
-			pod, err := createPod(ctx, apps, probePod(fmt.Sprintf("load-%d", i), map[string]string{"outrigger.dev/inject": "topz"}), true)
-			if err == nil && !slices.Equal(sidecars(pod), []string{"topz"}) {
-				err = fmt.Errorf("admitted without topz: %v", sidecars(pod))
+			pod, err := env.cluster.CreatePod(ctx, apps, cluster.AppPod(fmt.Sprintf("load-%d", i), map[string]string{"outrigger.dev/inject": "topz"}), true)
+			if err == nil && !slices.Equal(cluster.NativeSidecars(pod), []string{"topz"}) {
+				err = fmt.Errorf("admitted without topz: %v", cluster.NativeSidecars(pod))
 			}
 			mu.Lock()
 			log = append(log, admission{time.Now(), err})
@@ -213,7 +214,7 @@ func rotateWithLoad(t *testing.T, ns, apps, release string, oldCA *x509.Certific
 	var newCA *x509.Certificate
 	var bothInBundle, moved time.Time
 	var published []*x509.Certificate
-	eventually(t, 45*time.Second, func() error {
+	cluster.Eventually(t, 45*time.Second, func() error {
 		if newCA == nil {
 			bundle := pemCerts(t, webhookConfig(t, release).Webhooks[0].ClientConfig.CABundle)
 			if len(bundle) == 0 || bundle[0].Equal(oldCA) {

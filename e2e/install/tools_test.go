@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -159,49 +158,4 @@ func configMapVolume(t *testing.T, ns, name, dir string) {
 	if err := cluster.WriteVolume(dir, files); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// eventually polls cond until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// probePod is a pod asking for sidecars; a dry-run create of it shows what the API server would store.
-func probePod(name string, annotations map[string]string) *corev1.Pod {
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
-	}
-}
-
-// createPod creates pod in ns through the API server (dryRun: server-side dry run, which still calls the
-// webhooks) and returns the pod as admitted.
-func createPod(ctx context.Context, ns string, pod *corev1.Pod, dryRun bool) (*corev1.Pod, error) {
-	opts := metav1.CreateOptions{}
-	if dryRun {
-		opts.DryRun = []string{metav1.DryRunAll}
-	}
-	return env.cluster.Client().CoreV1().Pods(ns).Create(ctx, pod, opts)
-}
-
-// sidecars lists the native sidecars (init containers with restartPolicy Always) of pod.
-func sidecars(pod *corev1.Pod) []string {
-	var out []string
-	for _, c := range pod.Spec.InitContainers {
-		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-			out = append(out, c.Name)
-		}
-	}
-	return out
 }

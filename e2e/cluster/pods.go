@@ -1,0 +1,56 @@
+package cluster
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// AppPod is a one-container pod with the given annotations: what the e2e suites submit to the webhook.
+func AppPod(name string, annotations map[string]string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
+	}
+}
+
+// CreatePod creates pod in ns through the API server (dryRun: a server-side dry run, which still calls the
+// webhooks) and returns the pod as admitted, after every mutating webhook.
+func (c *Cluster) CreatePod(ctx context.Context, ns string, pod *corev1.Pod, dryRun bool) (*corev1.Pod, error) {
+	opts := metav1.CreateOptions{}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	return c.Client().CoreV1().Pods(ns).Create(ctx, pod, opts)
+}
+
+// NativeSidecars lists the pod's native sidecars: init containers with restartPolicy Always.
+func NativeSidecars(pod *corev1.Pod) []string {
+	var out []string
+	for _, c := range pod.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
+// Eventually polls cond every 200 ms until it returns nil, and fails the test with its last error after
+// timeout. API server admission chains and informers settle within moments, not at once.
+func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
