@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"fmt"
-	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -69,9 +68,15 @@ var ParameterTypes = map[string]parameterType{
 		return envflag.HostPort(&s), nil
 	},
 	"absolute-path": func(Parameter) (func(string) error, error) {
+		var p string
+		abs := envflag.AbsolutePath(&p)
 		return func(s string) error {
-			if !path.IsAbs(s) || path.Clean(s) != s || strings.ContainsAny(s, ":") {
-				return fmt.Errorf("want a clean absolute path such as /etc/app")
+			if err := abs(s); err != nil {
+				return err
+			}
+			// Kubernetes refuses ':' in a mountPath, and a path parameter may become one.
+			if strings.Contains(s, ":") {
+				return fmt.Errorf("want an absolute path without ':' such as /etc/config")
 			}
 			return nil
 		}, nil
