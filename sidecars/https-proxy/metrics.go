@@ -1,6 +1,11 @@
 package main
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strconv"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // metrics are the proxy's Prometheus metrics, served on the status port's /metrics.
 type metrics struct {
@@ -9,6 +14,25 @@ type metrics struct {
 	handshakeFailures prometheus.Counter
 	certExpiry        prometheus.Gauge
 	reloads           *prometheus.CounterVec
+
+	// byCode caches requests' counter per status code: looking a label up costs more than the
+	// increment, on every request.
+	byCode [600]atomic.Pointer[prometheus.Counter]
+}
+
+// answered counts one answer with this status code.
+func (m *metrics) answered(code int) {
+	if code < 0 || code >= len(m.byCode) {
+		m.requests.WithLabelValues(strconv.Itoa(code)).Inc()
+		return
+	}
+	c := m.byCode[code].Load()
+	if c == nil {
+		counter := m.requests.WithLabelValues(strconv.Itoa(code))
+		c = &counter
+		m.byCode[code].Store(c)
+	}
+	(*c).Inc()
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {

@@ -18,7 +18,8 @@ func upstreamAddr(cfg *Config) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.ProxyPort))
 }
 
-// newProxy returns the reverse-proxy handler to the app and its transport (closed by the caller at shutdown).
+// newProxy returns the HTTP/2 side's reverse-proxy handler to the app and its transport (closed by the
+// caller at shutdown). HTTP/1.x connections do not come here: the frontend serves them (http1.go).
 //
 // Bodies stream both ways: request bodies are passed to the app as they arrive, and every write of the
 // response is sent to the client at once by streamingWriter (stream.go), so a slow or endless response
@@ -57,7 +58,7 @@ func newProxy(cfg *Config, m *metrics, log *slog.Logger) (http.Handler, *http.Tr
 		FlushInterval: 0,
 		BufferPool:    bufferPool{},
 		ModifyResponse: func(resp *http.Response) error {
-			m.requests.WithLabelValues(strconv.Itoa(resp.StatusCode)).Inc()
+			m.answered(resp.StatusCode)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -65,7 +66,7 @@ func newProxy(cfg *Config, m *metrics, log *slog.Logger) (http.Handler, *http.Tr
 				return // the client went away: there is nobody to answer, and the app is not at fault
 			}
 			m.upstreamErrors.Inc()
-			m.requests.WithLabelValues("502").Inc()
+			m.answered(http.StatusBadGateway)
 			errorLog.warn("the app did not answer", "upstream", target.Host, "method", r.Method, "path", r.URL.Path, "err", err)
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.Header().Set("X-Content-Type-Options", "nosniff")

@@ -24,8 +24,8 @@ const (
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 120 * time.Second
 	maxHeaderBytes    = 64 << 10
-	// upstreamDialTimeout bounds /readyz's check that the app accepts connections.
-	upstreamDialTimeout = time.Second
+	// readyzDialTimeout bounds /readyz's check that the app accepts connections.
+	readyzDialTimeout = time.Second
 )
 
 // run binds both ports (so that a conflict is reported at start) and serves until ctx is done.
@@ -51,6 +51,9 @@ func run(ctx context.Context, cfg *Config) error {
 // serve proxies HTTPS from httpsLn to the app and serves the status port on statusLn until ctx is done,
 // then stops accepting and drains in-flight requests for up to cfg.ShutdownTimeout. It returns an error
 // when the certificate does not load at start or a server fails; nil after a clean shutdown.
+//
+// The frontend (frontend.go) accepts and handshakes every connection and serves HTTP/1.x itself;
+// connections that chose HTTP/2 go on to net/http's server and the ReverseProxy handler (proxy.go).
 func serve(ctx context.Context, cfg *Config, httpsLn, statusLn net.Listener, log *slog.Logger) error {
 	reg := statusport.NewRegistry()
 	m := newMetrics(reg)
@@ -61,29 +64,35 @@ func serve(ctx context.Context, cfg *Config, httpsLn, statusLn net.Listener, log
 	proxy, transport := newProxy(cfg, m, log)
 	defer transport.CloseIdleConnections()
 
-	srv := &http.Server{
-		Handler: proxy,
-		TLSConfig: &tls.Config{
+	front := &frontend{
+		tlsConfig: &tls.Config{
 			MinVersion:         cfg.tlsVersion(),
 			GetConfigForClient: certs.configForClient,
 		},
+		h2:           newConnQueue(httpsLn.Addr()),
+		upstream:     newUpstreamPool(upstreamAddr(cfg)),
+		upstreamAddr: upstreamAddr(cfg),
+		m:            m,
+		errorLog:     &rateLimitedLog{log: log, every: time.Second},
+		handshakeLog: &rateLimitedLog{log: log, every: time.Second},
+		conns:        map[*http1Conn]struct{}{},
+	}
+	h2 := &http.Server{
+		Handler:           proxy,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		ConnState: func(c net.Conn, state http.ConnState) {
-			if tc, ok := c.(*tls.Conn); ok && state == http.StateClosed && !tc.ConnectionState().HandshakeComplete {
-				m.handshakeFailures.Inc()
-			}
-		},
+		Protocols:         new(http.Protocols),
 	}
+	h2.Protocols.SetHTTP2(true)
 	status := &statusport.Server{
 		Registry: reg,
 		Ready: func() error {
 			if err := certs.ready(time.Now()); err != nil {
 				return err
 			}
-			conn, err := net.DialTimeout("tcp", upstreamAddr(cfg), upstreamDialTimeout)
+			conn, err := net.DialTimeout("tcp", upstreamAddr(cfg), readyzDialTimeout)
 			if err != nil {
 				return fmt.Errorf("the app at %s does not accept connections: %w", upstreamAddr(cfg), err)
 			}
@@ -99,30 +108,51 @@ func serve(ctx context.Context, cfg *Config, httpsLn, statusLn net.Listener, log
 	var wg sync.WaitGroup
 	defer func() { stopBackground(); wg.Wait() }() // nothing outlives serve
 	wg.Go(func() { certs.watch(bgCtx, hup) })
+	wg.Go(func() { front.upstream.expireIdle(bgCtx) })
 	statusErr := make(chan error, 1)
 	wg.Go(func() { statusErr <- status.Serve(bgCtx, statusLn) })
+	h2Err := make(chan error, 1)
+	wg.Go(func() { h2Err <- h2.Serve(front.h2) })
 	httpsErr := make(chan error, 1)
-	wg.Go(func() { httpsErr <- srv.ServeTLS(httpsLn, "", "") })
+	wg.Go(func() { httpsErr <- front.serve(httpsLn) })
 
+	// stopNow closes everything at once: a server failed.
+	stopNow := func() {
+		httpsLn.Close()
+		h2.Close()
+		closed, cancel := context.WithCancel(context.Background())
+		cancel()
+		front.shutdown(closed)
+	}
 	select {
 	case err := <-httpsErr:
+		stopNow()
 		return fmt.Errorf("serving HTTPS: %w", err)
+	case err := <-h2Err:
+		stopNow()
+		return fmt.Errorf("serving HTTP/2: %w", err)
 	case err := <-statusErr:
-		srv.Close()
+		stopNow()
 		return err
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout)
+	httpsLn.Close() // stop accepting; the frontend's accept loop ends
 	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	err = srv.Shutdown(drainCtx)
+	h2Drained := make(chan error, 1)
+	go func() { h2Drained <- h2.Shutdown(drainCtx) }()
+	err = errors.Join(front.shutdown(drainCtx), <-h2Drained)
 	if errors.Is(err, context.DeadlineExceeded) {
-		log.Warn("drain timed out; closing the remaining connections", "timeout", cfg.ShutdownTimeout)
-		srv.Close()
+		log.Warn("drain timed out; closed the remaining connections", "timeout", cfg.ShutdownTimeout)
+		h2.Close()
 		err = nil
 	}
-	if serveErr := <-httpsErr; !errors.Is(serveErr, http.ErrServerClosed) && err == nil {
+	if serveErr := <-httpsErr; !errors.Is(serveErr, net.ErrClosed) && err == nil {
 		err = fmt.Errorf("serving HTTPS: %w", serveErr)
+	}
+	if serveErr := <-h2Err; !errors.Is(serveErr, http.ErrServerClosed) && err == nil {
+		err = fmt.Errorf("serving HTTP/2: %w", serveErr)
 	}
 	stopBackground()
 	if statusErr := <-statusErr; statusErr != nil && err == nil {

@@ -11,7 +11,8 @@ import (
 // are sent on their own (an app that answers headers first and computes the body later).
 const lateHeaderDelay = 10 * time.Millisecond
 
-// streamingWriter is the ResponseWriter the reverse proxy copies the app's response into. It sends
+// streamingWriter is the ResponseWriter the reverse proxy of HTTP/2 connections copies the app's
+// response into (HTTP/1.x connections do the same in http1.go's writeResponse, without a timer). It sends
 // every write of the body to the client at once — what ReverseProxy's FlushInterval -1 (nginx:
 // proxy_buffering off) does, so a slow, endless or known-length response reaches the client as the
 // app produces it — but it does not send the headers on their own when the body follows: they leave
