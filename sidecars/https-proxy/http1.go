@@ -22,7 +22,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -216,8 +215,8 @@ func (c *http1Conn) forward(req *http.Request) bool {
 	// way from the client, and the app may still expect it: neither connection can be trusted again.
 	bodyUnsent := hasBody && x.bodySent == nil
 	closeAfter := req.Close || bodyUnsent || c.f.draining.Load()
+	c.f.m.answered(resp.StatusCode) // before the client can see the answer (and read the metrics)
 	bodyComplete, clientOK := c.writeResponse(x.up, req, resp, &closeAfter)
-	c.f.m.answered(resp.StatusCode)
 	bodyOK := !bodyUnsent && c.waitBody(x)
 	if bodyComplete && bodyOK && !resp.Close {
 		c.f.upstream.put(x.up)
@@ -356,9 +355,14 @@ func (c *http1Conn) copyRequestBody(x *exchange) error {
 	return up.w.Flush()
 }
 
-// waitBody waits for the request body to be sent after the answer was. An app may answer before it
-// read the whole body (a 413, an early 401): then the copy is stopped (both connections close) rather
-// than waited for, since the client may still be sending. It reports whether the body went through.
+// bodyGrace is how long waitBody lets a request body finish after the answer was sent: the app usually
+// read the whole body before it answered, and the copy only has to return from its last write.
+const bodyGrace = time.Second
+
+// waitBody waits for the request body to be sent after the answer was. An app may also answer before it
+// read the whole body (a 413, an early 401): then, after bodyGrace, the copy is stopped (both
+// connections close) rather than waited for, since the client may still be sending. It reports whether
+// the body went through.
 func (c *http1Conn) waitBody(x *exchange) bool {
 	if x.bodySent == nil {
 		return true
@@ -368,11 +372,12 @@ func (c *http1Conn) waitBody(x *exchange) bool {
 		return err == nil
 	default:
 	}
-	runtime.Gosched() // the copy may have finished its last write and not yet said so
+	grace := time.NewTimer(bodyGrace)
+	defer grace.Stop()
 	select {
 	case err := <-x.bodySent:
 		return err == nil
-	default:
+	case <-grace.C:
 	}
 	x.up.conn.Close()
 	c.tc.SetReadDeadline(longAgo)
