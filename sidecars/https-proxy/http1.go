@@ -571,7 +571,7 @@ func (c *http1Conn) badGateway(req *http.Request, err error, closeAfter bool) {
 	c.f.m.upstreamErrors.Inc()
 	c.f.m.answered(http.StatusBadGateway)
 	c.f.errorLog.warn("the app did not answer", "upstream", c.f.upstreamAddr, "method", req.Method, "path", req.URL.Path, "err", err)
-	c.writePlain(http.StatusBadGateway, fmt.Sprintf("502 Bad Gateway: https-proxy could not get a response from the app at %s: %v\n", c.f.upstreamAddr, err), closeAfter)
+	c.writePlain(http.StatusBadGateway, badGatewayMessage(c.f.upstreamAddr, err), closeAfter)
 }
 
 // refuse answers a request the proxy will not pass on, and the connection closes after it.

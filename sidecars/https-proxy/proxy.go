@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -71,7 +72,7 @@ func newProxy(cfg *Config, m *metrics, log *slog.Logger) (http.Handler, *http.Tr
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.Header().Set("X-Content-Type-Options", "nosniff")
 			w.WriteHeader(http.StatusBadGateway)
-			fmt.Fprintf(w, "502 Bad Gateway: https-proxy could not get a response from the app at %s: %v\n", target.Host, err)
+			io.WriteString(w, badGatewayMessage(target.Host, err))
 		},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -85,6 +86,11 @@ func newProxy(cfg *Config, m *metrics, log *slog.Logger) (http.Handler, *http.Tr
 		rp.ServeHTTP(sw, r)
 	})
 	return handler, transport
+}
+
+// badGatewayMessage is the body of a 502, on HTTP/2 (here) and HTTP/1.x (http1.go).
+func badGatewayMessage(upstream string, err error) string {
+	return fmt.Sprintf("502 Bad Gateway: https-proxy could not get a response from the app at %s: %v\n", upstream, err)
 }
 
 // bufferPool reuses ReverseProxy's copy buffers instead of allocating 32 KiB per request.
