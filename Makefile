@@ -101,8 +101,10 @@ bench: deps tools build ## run every benchmark under bench/
 	@for s in bench/*/run.sh; do echo "== $$s"; bash $$s; done
 
 .PHONY: fuzz
-fuzz: ## fuzz decode → inject → patch for 60s
+fuzz: ## fuzz decode → inject → patch, and https-proxy's head parser against net/http's, 60s each
 	$(GO) test -run '^$$' -fuzz FuzzAdmission -fuzztime 60s ./webhook/
+	$(GO) test -run '^$$' -fuzz FuzzRequestFastPath -fuzztime 60s ./sidecars/https-proxy/
+	$(GO) test -run '^$$' -fuzz FuzzResponseFastPath -fuzztime 60s ./sidecars/https-proxy/
 
 .PHONY: clean
 clean: ## remove build output (keeps ./bin, the slow control-plane build)

@@ -42,15 +42,15 @@ func upgradeType(h http.Header) string {
 // address is appended to the X-Forwarded-For chain of proxies in front of us; the client's own claims of
 // Forwarded, X-Forwarded-Host and X-Forwarded-Proto are replaced. clientIP is the connection's
 // X-Forwarded-For value when no proxy is in front ([]string{ip}, shared by its requests: header
-// values are only read once set).
-func setForwarded(h http.Header, clientIP []string, host string) {
+// values are only read once set); host is the X-Forwarded-Host value ([]string{req.Host}).
+func setForwarded(h http.Header, clientIP, host []string) {
 	delete(h, "Forwarded")
 	if prior := h["X-Forwarded-For"]; len(prior) > 0 {
 		h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + clientIP[0]}
 	} else {
 		h["X-Forwarded-For"] = clientIP
 	}
-	h["X-Forwarded-Host"] = []string{host}
+	h["X-Forwarded-Host"] = host
 	h["X-Forwarded-Proto"] = forwardedProto
 }
 

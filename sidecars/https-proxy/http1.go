@@ -1,9 +1,10 @@
 package main
 
-// The HTTP/1.x side of the proxy. One goroutine per client connection reads each request with net/http's
-// own parser (http.ReadRequest, with the checks net/http's server adds), forwards it to the app on a
-// pooled keep-alive connection (upstream.go), reads the answer with http.ReadResponse and copies it
-// back, streaming bodies both ways.
+// The HTTP/1.x side of the proxy. One goroutine per client connection reads each request under net/http's
+// rules (http.ReadRequest, with the checks net/http's server adds; the common heads through fasthead.go,
+// which reads them as net/http would without its allocations), forwards it to the app on a pooled
+// keep-alive connection (upstream.go), reads the answer the same way and copies it back, streaming
+// bodies both ways.
 //
 // Why not http.Server + httputil.ReverseProxy, which the HTTP/2 side still uses: on a small keep-alive
 // request they cost 2.1–2.7× nginx's CPU (docs/performance.md). http.Transport hands every request to two
@@ -58,6 +59,13 @@ type http1Conn struct {
 	limit    headerLimit
 	br       *bufio.Reader
 	bw       *bufio.Writer
+	// fast parses the common request heads without net/http's allocations (fasthead.go).
+	fast requestFastPath
+	// readDeadline is the read deadline set on tc (zero: none).
+	readDeadline time.Time
+	// exchange is the current request's; forwardedHost its X-Forwarded-Host value.
+	exchange      exchange
+	forwardedHost [1]string
 }
 
 // serve runs the handshake, then either passes the connection to the HTTP/2 server or serves its
@@ -99,7 +107,11 @@ func (c *http1Conn) serve() {
 // next reads and answers one request; false when the connection is done.
 func (c *http1Conn) next() bool {
 	if c.br.Buffered() == 0 {
-		c.tc.SetReadDeadline(time.Now().Add(idleTimeout))
+		// The idle deadline moves forward at most once a second: a timer change on every request costs
+		// more than closing an idle connection a second early.
+		if now := time.Now(); c.readDeadline.IsZero() || c.readDeadline.Before(now.Add(idleTimeout-time.Second)) {
+			c.setReadDeadline(now.Add(idleTimeout))
+		}
 		if _, err := c.br.Peek(1); err != nil {
 			return false // closed by the client, idle timeout, or closed by a shutdown
 		}
@@ -107,21 +119,21 @@ func (c *http1Conn) next() bool {
 	if !c.f.setIdle(c, false) {
 		return false
 	}
-	c.tc.SetReadDeadline(time.Now().Add(readHeaderTimeout))
-	c.limit.arm(maxHeaderBytes + clientBufferSize)
-	req, err := http.ReadRequest(c.br)
-	tooLarge := c.limit.disarm()
-	if err != nil {
-		switch {
-		case tooLarge:
-			c.refuse(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
-		case isTimeoutOrClosed(err):
-		case strings.Contains(err.Error(), "unsupported transfer encoding"):
-			c.refuse(http.StatusNotImplemented, err.Error())
-		default:
-			c.refuse(http.StatusBadRequest, err.Error())
+	req, ok := c.fast.parse(c.br) // the whole head is here: no read, no deadline needed
+	if !ok {
+		var err error
+		if req, err = c.readRequest(); err != nil {
+			switch {
+			case errors.Is(err, errHeaderTooLarge):
+				c.refuse(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
+			case isTimeoutOrClosed(err):
+			case strings.Contains(err.Error(), "unsupported transfer encoding"):
+				c.refuse(http.StatusNotImplemented, err.Error())
+			default:
+				c.refuse(http.StatusBadRequest, err.Error())
+			}
+			return false
 		}
-		return false
 	}
 	if code, reason := validateRequest(req); code != 0 {
 		c.refuse(code, reason)
@@ -131,6 +143,25 @@ func (c *http1Conn) next() bool {
 		return false
 	}
 	return c.f.setIdle(c, true)
+}
+
+var errHeaderTooLarge = errors.New("request header too large")
+
+// readRequest reads a request with net/http's parser, within readHeaderTimeout and maxHeaderBytes.
+func (c *http1Conn) readRequest() (*http.Request, error) {
+	c.setReadDeadline(time.Now().Add(readHeaderTimeout))
+	c.limit.arm(maxHeaderBytes + clientBufferSize)
+	req, err := http.ReadRequest(c.br)
+	if c.limit.disarm() {
+		return nil, errHeaderTooLarge
+	}
+	return req, err
+}
+
+// setReadDeadline sets the client connection's read deadline and remembers it.
+func (c *http1Conn) setReadDeadline(t time.Time) {
+	c.readDeadline = t
+	c.tc.SetReadDeadline(t)
 }
 
 // exchange is one request on its way to the app and back.
@@ -153,9 +184,10 @@ type exchange struct {
 func (c *http1Conn) forward(req *http.Request) bool {
 	hasBody := req.Body != http.NoBody
 	if hasBody || req.Header["Upgrade"] != nil {
-		c.tc.SetReadDeadline(time.Time{}) // bodies and upgraded streams take as long as they take
+		c.setReadDeadline(time.Time{}) // bodies and upgraded streams take as long as they take
 	}
-	x := &exchange{req: req, target: req.RequestURI, chunked: len(req.TransferEncoding) > 0}
+	x := &c.exchange // reused: the previous exchange, and its body copy, are over
+	*x = exchange{req: req, target: req.RequestURI, chunked: len(req.TransferEncoding) > 0}
 	if expect := req.Header["Expect"]; expect != nil {
 		if len(expect) != 1 || !strings.EqualFold(expect[0], "100-continue") {
 			c.refuse(http.StatusExpectationFailed, "only Expect: 100-continue is supported")
@@ -181,7 +213,8 @@ func (c *http1Conn) forward(req *http.Request) bool {
 		req.Header["Connection"] = []string{"Upgrade"}
 		req.Header["Upgrade"] = []string{upgrade}
 	}
-	setForwarded(req.Header, c.clientIP, req.Host)
+	c.forwardedHost[0] = req.Host
+	setForwarded(req.Header, c.clientIP, c.forwardedHost[:])
 	if hasBody && !x.chunked {
 		req.Header["Content-Length"] = []string{strconv.FormatInt(req.ContentLength, 10)}
 	}
@@ -257,7 +290,7 @@ func (c *http1Conn) roundTrip(x *exchange) (*http.Response, error) {
 		up.conn.Close()
 		c.up.Store(nil)
 		if x.bodySent != nil {
-			c.tc.SetReadDeadline(longAgo) // the copy may be waiting for the client: stop it
+			c.setReadDeadline(longAgo) // the copy may be waiting for the client: stop it
 			if bodyErr := <-x.bodySent; errors.As(bodyErr, new(clientBodyError)) {
 				err = bodyErr
 			}
@@ -380,7 +413,7 @@ func (c *http1Conn) waitBody(x *exchange) bool {
 	case <-grace.C:
 	}
 	x.up.conn.Close()
-	c.tc.SetReadDeadline(longAgo)
+	c.setReadDeadline(longAgo)
 	<-x.bodySent
 	return false
 }
@@ -409,7 +442,7 @@ func (c *http1Conn) readResponseHead(x *exchange) (resp *http.Response, informed
 		}
 	}
 	for {
-		resp, err := http.ReadResponse(up.r, x.req)
+		resp, err := up.readResponse(x.req)
 		if err != nil {
 			return nil, informed, err
 		}
@@ -555,7 +588,7 @@ func (c *http1Conn) tunnel(up *upstreamConn, req *http.Request, resp *http.Respo
 	if c.bw.Flush() != nil {
 		return
 	}
-	c.tc.SetReadDeadline(time.Time{})
+	c.setReadDeadline(time.Time{})
 	done := make(chan struct{}, 2)
 	go func() { io.Copy(up.conn, c.br); done <- struct{}{} }() // bytes the client sent early go first
 	go func() { io.Copy(c.tc, up.r); done <- struct{}{} }()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"slices"
 	"sync"
 	"syscall"
@@ -32,6 +33,22 @@ type upstreamConn struct {
 	w    *bufio.Writer
 	// idleSince is when the connection was last put back; zero for a new connection.
 	idleSince time.Time
+	// fast parses the common response heads without net/http's allocations (fasthead.go).
+	fast responseFastPath
+}
+
+// readResponse reads the head of the app's next answer to req; its body follows on c.r.
+func (c *upstreamConn) readResponse(req *http.Request) (*http.Response, error) {
+	if _, err := c.r.Peek(1); err != nil { // wait for the answer to start
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // closed before answering: what http.ReadResponse says
+		}
+		return nil, err
+	}
+	if resp, ok := c.fast.parse(c.r, req); ok {
+		return resp, nil
+	}
+	return http.ReadResponse(c.r, req)
 }
 
 // upstreamPool hands out keep-alive connections to the app, newest first (the one least likely to have
