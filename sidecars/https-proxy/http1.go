@@ -54,8 +54,9 @@ type http1Conn struct {
 	up atomic.Pointer[upstreamConn]
 
 	tc *tls.Conn
-	// clientIP is the client's address as an X-Forwarded-For value.
-	clientIP []string
+	// clientIP is the client's address as an X-Forwarded-For value; clientCert the
+	// X-Forwarded-Client-Cert value of its verified certificate (nil: none).
+	clientIP, clientCert []string
 	limit    headerLimit
 	br       *bufio.Reader
 	bw       *bufio.Writer
@@ -77,7 +78,8 @@ func (c *http1Conn) serve() {
 		c.f.untrack(c)
 		return
 	}
-	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+	cs := tc.ConnectionState()
+	if cs.NegotiatedProtocol == "h2" {
 		c.f.untrack(c)
 		if !c.f.h2.push(tc) {
 			tc.Close()
@@ -89,6 +91,7 @@ func (c *http1Conn) serve() {
 	c.tc = tc
 	ip, _, _ := net.SplitHostPort(c.raw.RemoteAddr().String())
 	c.clientIP = []string{ip}
+	c.clientCert = clientCertHeader(&cs)
 	c.limit.r = tc
 	c.br = clientReaders.Get().(*bufio.Reader)
 	c.br.Reset(&c.limit)
@@ -215,6 +218,7 @@ func (c *http1Conn) forward(req *http.Request) bool {
 	}
 	c.forwardedHost[0] = req.Host
 	setForwarded(req.Header, c.clientIP, c.forwardedHost[:])
+	setClientCert(req.Header, c.clientCert)
 	if hasBody && !x.chunked {
 		req.Header["Content-Length"] = []string{strconv.FormatInt(req.ContentLength, 10)}
 	}

@@ -51,6 +51,7 @@ func newProxy(cfg *Config, m *metrics, log *slog.Logger) (http.Handler, *http.Tr
 				r.Out.Header["X-Forwarded-For"] = prior
 			}
 			r.SetXForwarded()
+			setClientCert(r.Out.Header, clientCertHeader(r.In.TLS))
 		},
 		Transport: transport,
 		// 0: ReverseProxy adds no flushing of its own for responses of known length; streamingWriter

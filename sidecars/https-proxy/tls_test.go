@@ -1,13 +1,21 @@
 package main
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 func TestTLSVersions(t *testing.T) {
@@ -142,4 +150,73 @@ func TestClientCertificates(t *testing.T) {
 			t.Errorf("curl without a client certificate succeeded: %s", out)
 		}
 	})
+}
+
+// The app learns who the client is from X-Forwarded-Client-Cert, and only the proxy can set it: a value
+// the client sends is replaced (client certificates on) or removed (off), over HTTP/1.1 and HTTP/2.
+func TestClientCertificateHeaderReachesTheApp(t *testing.T) {
+	ca, clientCA := newPKI(t, "test CA"), newPKI(t, "client CA")
+	app := upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%q", r.Header.Values("X-Forwarded-Client-Cert"))
+	}))
+	mtlsCfg := testConfig(t, ca, app)
+	mtlsCfg.ClientCAPath = filepath.Join(t.TempDir(), "ca.crt")
+	writeFile(t, mtlsCfg.ClientCAPath, clientCA.pem)
+	mtls, plain := startProxy(t, ca, mtlsCfg), startProxy(t, ca, testConfig(t, ca, app))
+
+	cert := clientCA.clientCert(t, "billing", "billing.internal", "api.internal")
+	withCert := func(c *tls.Config) { c.Certificates = []tls.Certificate{cert} }
+	sum := sha256.Sum256(cert.Certificate[0])
+	wantMTLS := fmt.Sprintf(`["Hash=%x;Subject=\"CN=billing\";DNS=billing.internal;DNS=api.internal"]`, sum)
+	for _, proto := range []string{"1.1", "2"} {
+		for _, tc := range []struct {
+			name  string
+			p     *runningProxy
+			tweak func(*tls.Config)
+			want  string
+		}{
+			{"client certificate", mtls, withCert, wantMTLS},
+			{"no client certificates", plain, nil, "[]"},
+		} {
+			t.Run(tc.name+" HTTP/"+proto, func(t *testing.T) {
+				req, _ := http.NewRequest("GET", tc.p.url("/"), nil)
+				req.Header.Set("X-Forwarded-Client-Cert", `Hash=forged;Subject="CN=admin"`)
+				req.Header["x-forwarded-client-cert"] = []string{`Subject="CN=root"`} // as sent, lower case
+				resp, err := tc.p.client(proto, tc.tweak).Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				if string(body) != tc.want {
+					t.Errorf("the app saw X-Forwarded-Client-Cert %s, want %s", body, tc.want)
+				}
+			})
+		}
+	}
+}
+
+// Values are quoted and escaped as Envoy does, and a control byte in a certificate's name cannot split
+// the header.
+func TestClientCertificateHeaderQuoting(t *testing.T) {
+	uri, _ := url.Parse("spiffe://cluster.local/ns/a;b/sa/x=y")
+	cert := &x509.Certificate{
+		Raw:      []byte("der"),
+		Subject:  pkix.Name{CommonName: "Acme \"West\"\r\nX-Evil: 1", Organization: []string{"Acme, Inc."}},
+		URIs:     []*url.URL{uri},
+		DNSNames: []string{"a.example"},
+	}
+	got := clientCertHeader(&tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert}}})
+	sum := sha256.Sum256([]byte("der"))
+	want := fmt.Sprintf(`Hash=%x;Subject="CN=Acme \\\"West\\\"\x0d\x0aX-Evil: 1,O=Acme\\, Inc.";URI="spiffe://cluster.local/ns/a;b/sa/x=y";DNS=a.example`, sum)
+	want = strings.NewReplacer("\r", `\x0d`, "\n", `\x0a`).Replace(want)
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	if !httpguts.ValidHeaderFieldValue(got[0]) {
+		t.Errorf("%q is not a valid header value", got[0])
+	}
+	if v := clientCertHeader(&tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}}); v != nil {
+		t.Errorf("an unverified certificate gave %q, want no header", v)
+	}
 }
