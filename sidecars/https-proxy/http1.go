@@ -57,9 +57,9 @@ type http1Conn struct {
 	// clientIP is the client's address as an X-Forwarded-For value; clientCert the
 	// X-Forwarded-Client-Cert value of its verified certificate (nil: none).
 	clientIP, clientCert []string
-	limit    headerLimit
-	br       *bufio.Reader
-	bw       *bufio.Writer
+	limit                headerLimit
+	br                   *bufio.Reader
+	bw                   *bufio.Writer
 	// fast parses the common request heads without net/http's allocations (fasthead.go).
 	fast requestFastPath
 	// readDeadline is the read deadline set on tc (zero: none).
