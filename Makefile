@@ -28,7 +28,8 @@ demo: tools ## start a local control plane, run the webhook, create an annotated
 	$(GO) run ./e2e/demo
 
 .PHONY: test
-test: deps tools helm ## everything CI runs: vet, unit, real peers, e2e through a real API server, images, pods on a real node
+test: deps tools helm ## everything CI runs: gofmt, vet, unit, real peers, e2e through a real API server, images, pods on a real node
+	@unformatted=$$($$($(GO) env GOROOT)/bin/gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "not gofmt-formatted (run gofmt -w):" $$unformatted >&2; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) test-images
