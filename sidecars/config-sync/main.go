@@ -8,34 +8,10 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"strings"
-	"syscall"
+	"github.com/outrigger-dev/outrigger/internal/sidecarmain"
 )
 
 // version is set at build time with -ldflags '-X main.version=...'.
 var version = "dev"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	cfg, err := loadConfig(os.Args[1:], os.LookupEnv, os.Stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		for _, line := range strings.Split(err.Error(), "\n") {
-			fmt.Fprintf(os.Stderr, "config-sync: %s\n", line)
-		}
-		os.Exit(2)
-	}
-	if err := run(ctx, cfg); err != nil {
-		fmt.Fprintf(os.Stderr, "config-sync: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { sidecarmain.Main("config-sync", loadConfig, run) }

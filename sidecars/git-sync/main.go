@@ -6,14 +6,13 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
+
+	"github.com/outrigger-dev/outrigger/internal/sidecarmain"
 )
 
 var version = "dev"
@@ -28,21 +27,14 @@ func main() {
 		fmt.Println(answer)
 		return
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	cfg, err := loadConfig(os.Args[1:], os.LookupEnv, os.Stdout)
+	sidecarmain.Main("git-sync", loadConfigWithVersion, run)
+}
+
+// loadConfigWithVersion is loadConfig, whose help ends with the version.
+func loadConfigWithVersion(args []string, lookupEnv func(string) (string, bool), help io.Writer) (*Config, error) {
+	cfg, err := loadConfig(args, lookupEnv, help)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Printf("\ngit-sync %s\n", version)
-		os.Exit(0)
+		fmt.Fprintf(help, "\ngit-sync %s\n", version)
 	}
-	if err != nil {
-		for _, line := range strings.Split(err.Error(), "\n") {
-			fmt.Fprintln(os.Stderr, "git-sync:", line)
-		}
-		os.Exit(2)
-	}
-	if err := run(ctx, cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "git-sync:", err)
-		os.Exit(1)
-	}
+	return cfg, err
 }

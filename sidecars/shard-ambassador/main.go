@@ -5,38 +5,20 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"runtime"
-	"strings"
-	"syscall"
+
+	"github.com/outrigger-dev/outrigger/internal/sidecarmain"
 )
 
 var version = "dev"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	cfg, err := loadConfig(os.Args[1:], os.LookupEnv, os.Stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		for _, line := range strings.Split(err.Error(), "\n") {
-			fmt.Fprintln(os.Stderr, "shard-ambassador: "+line)
+	sidecarmain.Main("shard-ambassador", loadConfig, func(ctx context.Context, cfg *Config) error {
+		if n, set := threadsFor(cfg.Protocol, os.LookupEnv); set {
+			runtime.GOMAXPROCS(n)
 		}
-		os.Exit(2)
-	}
-	if n, set := threadsFor(cfg.Protocol, os.LookupEnv); set {
-		runtime.GOMAXPROCS(n)
-	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("version", version)
-	if err := run(ctx, cfg, log); err != nil {
-		log.Error("stopped", "err", err)
-		os.Exit(1)
-	}
+		return run(ctx, cfg, slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("version", version))
+	})
 }

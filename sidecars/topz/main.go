@@ -7,33 +7,14 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
+
+	"github.com/outrigger-dev/outrigger/internal/sidecarmain"
 )
 
 // version is set at build time with -ldflags '-X main.version=...'.
 var version = "dev"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	cfg, err := loadConfig(os.Args[1:], os.LookupEnv, os.Stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		for _, line := range strings.Split(err.Error(), "\n") {
-			fmt.Fprintf(os.Stderr, "topz: %s\n", line)
-		}
-		os.Exit(2)
-	}
-	if err := run(ctx, cfg, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "topz: %v\n", err)
-		os.Exit(1)
-	}
+	sidecarmain.Main("topz", loadConfig, func(ctx context.Context, cfg Config) error { return run(ctx, cfg, os.Stderr) })
 }
