@@ -1,6 +1,6 @@
 // Package sidecarmain is the main function the sidecars share: settings parsed and checked once, then
-// run(ctx, cfg) until SIGTERM, with the same exit codes and error lines for all of them, which the
-// catalog's users (and the probes and pods that run the images) can rely on.
+// run(ctx, cfg) until SIGTERM, so that every image starts, refuses bad settings and stops the same way
+// (exit codes, one error line per bad setting) and a fix to that lands in all five at once.
 package sidecarmain
 
 import (
@@ -23,8 +23,8 @@ type LoadFunc[C any] func(args []string, lookupEnv func(string) (string, bool), 
 type RunFunc[C any] func(ctx context.Context, cfg C) error
 
 // Main is a sidecar's main: it exits 0 after -h, 2 when the settings are invalid (one line per problem
-// on stderr, each starting with the sidecar's name, before anything starts), 1 when run fails and 0
-// when run returns after a signal.
+// on stderr, each starting with the sidecar's name, before anything starts), 1 when run fails, and 0
+// when run returns without an error (after SIGTERM).
 func Main[C any](name string, load LoadFunc[C], run RunFunc[C]) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	code := exitCode(ctx, name, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr, load, run)
