@@ -2,7 +2,8 @@
 # Benchmark: https-proxy vs nginx (Debian) terminating TLS in front of the same plain-HTTP app, with the same
 # certificate (ECDSA P-256) and the same clients (wrk; h2load for HTTP/2), on 127.0.0.1 only. Prints requests/s and p99
 # latency of both and their ratios (https-proxy / nginx), for keep-alive and for a handshake-heavy run
-# (Connection: close: one TLS handshake per request).
+# (Connection: close: one TLS handshake per request), and per scenario the median of the rounds' p99s and
+# in how many rounds https-proxy's p99 was at or below nginx's.
 #
 # Run after `make deps build` (nginx, wrk, h2load from nghttp2-client, openssl from Debian; the binary in
 # _output/bin):
@@ -195,13 +196,21 @@ scenario() { # name tool conns [tool args]
     echo "  $line" >&2
   done
   printf '%s\n' "${rounds[@]}" | awk -v name="$name" -v order="${CONTENDERS[*]}" '
-    { n[$1]++; s[$1]+=$2; l[$1]+=$3; c[$1]+=$4
+    { n[$1]++; s[$1]+=$2; l[$1]+=$3; c[$1]+=$4; p99[$1, n[$1]] = $3
       if (!($1 in lo) || $4 < lo[$1]) lo[$1]=$4; if (!($1 in hi) || $4 > hi[$1]) hi[$1]=$4 }
+    # median of a contender'"'"'s per-round p99s (one slow round moves the mean, not the median)
+    function median(w,    i, j, m, v, t) {
+      m = n[w]; for (i = 1; i <= m; i++) v[i] = p99[w, i]
+      for (i = 2; i <= m; i++) for (j = i; j > 1 && v[j-1] > v[j]; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
+      return m % 2 ? v[(m+1)/2] : (v[m/2] + v[m/2+1]) / 2 }
     END { k = split(order, who, " ")
       for (i = 1; i <= k; i++) { w = who[i]; cpu = sprintf("%.1fµs (%.1f–%.1f)", c[w]/n[w], lo[w], hi[w])
         if (w == "nginx") printf "| %-33s | %-8s | %9.0f | %7.2fms | %-24s | %7s | %7s | %9s |\n", name, w, s[w]/n[w], l[w]/n[w], cpu, "", "", ""
         else printf "| %-33s | %-8s | %9.0f | %7.2fms | %-24s | %6.2f× | %6.2f× | %8.2f× |\n", name, w, s[w]/n[w], l[w]/n[w], cpu,
           s[w]/s["nginx"], l[w]/l["nginx"], c[w]/c["nginx"] }
+      below = 0; for (i = 1; i <= n["proxy"]; i++) if (p99["proxy", i] <= p99["nginx", i]) below++
+      printf "# %s: p99 median of rounds: nginx %.2fms, proxy %.2fms (%.2f×); proxy at or below nginx in %d of %d rounds\n",
+        name, median("nginx"), median("proxy"), median("proxy")/median("nginx"), below, n["proxy"]
       if ("baseline" in n) printf "# %s: proxy / baseline CPU per request %.2f×\n", name, c["proxy"]/c["baseline"] }'
 }
 for s in $SCENARIOS; do
