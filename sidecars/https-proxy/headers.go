@@ -10,8 +10,8 @@ import (
 )
 
 // removeHopHeaders deletes the hop-by-hop headers from h (RFC 9110 §7.6.1: they apply to one
-// connection and are not passed on; the list httputil.ReverseProxy removes, which the HTTP/2 path still
-// uses), and those the Connection header names.
+// connection and are not passed on; the list httputil.ReverseProxy removes), and those the Connection
+// header names.
 func removeHopHeaders(h http.Header) {
 	for _, field := range h["Connection"] {
 		for name := range strings.SplitSeq(field, ",") {
@@ -37,6 +37,25 @@ func upgradeType(h http.Header) string {
 	}
 	return h.Get("Upgrade")
 }
+
+// forwardHeader turns a client's request header into the app's: hop-by-hop headers removed (but
+// "TE: trailers" kept, and the upgrade asked for, if any), X-Forwarded-* set, and X-Forwarded-Client-Cert
+// replaced by clientCert (nil: removed).
+func forwardHeader(h http.Header, upgrade string, clientIP, host, clientCert []string) {
+	teTrailers := httpguts.HeaderValuesContainsToken(h["Te"], "trailers")
+	removeHopHeaders(h)
+	if teTrailers {
+		h["Te"] = teTrailersValue
+	}
+	if upgrade != "" {
+		h["Connection"] = []string{"Upgrade"}
+		h["Upgrade"] = []string{upgrade}
+	}
+	setForwarded(h, clientIP, host)
+	setClientCert(h, clientCert)
+}
+
+var teTrailersValue = []string{"trailers"}
 
 // setForwarded tells the app who asked and how, as ReverseProxy's SetXForwarded does: the client's
 // address is appended to the X-Forwarded-For chain of proxies in front of us; the client's own claims of

@@ -3,15 +3,15 @@ package main
 // The HTTP/1.x side of the proxy. One goroutine per client connection reads each request under net/http's
 // rules (http.ReadRequest, with the checks net/http's server adds; the common heads through fasthead.go,
 // which reads them as net/http would without its allocations), forwards it to the app on a pooled
-// keep-alive connection (upstream.go), reads the answer the same way and copies it back, streaming
-// bodies both ways.
+// keep-alive connection through an exchange (exchange.go), reads the answer the same way and copies it
+// back, streaming bodies both ways.
 //
-// Why not http.Server + httputil.ReverseProxy, which the HTTP/2 side still uses: on a small keep-alive
-// request they cost 2.1–2.7× nginx's CPU (docs/performance.md). http.Transport hands every request to two
-// goroutines of its own through channels, ReverseProxy clones headers and contexts, and the server starts
-// a background read per request. This loop keeps net/http's parsers and framing rules and drops the
-// hand-offs; only a request with a body that is not already buffered gets a second goroutine, so that
-// the body and the answer can flow at the same time.
+// Why not http.Server + httputil.ReverseProxy: on a small keep-alive request they cost 2.1–2.7× nginx's
+// CPU (docs/performance.md). http.Transport hands every request to two goroutines of its own through
+// channels, ReverseProxy clones headers and contexts, and the server starts a background read per
+// request. This loop keeps net/http's parsers and framing rules and drops the hand-offs; only a request
+// with a body that is not already buffered gets a second goroutine, so that the body and the answer can
+// flow at the same time.
 
 import (
 	"bufio"
@@ -22,15 +22,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/http/httpguts"
 )
 
 // clientBufferSize is the read and write buffer of each client connection, as in net/http's server.
@@ -167,21 +164,6 @@ func (c *http1Conn) setReadDeadline(t time.Time) {
 	c.tc.SetReadDeadline(t)
 }
 
-// exchange is one request on its way to the app and back.
-type exchange struct {
-	req *http.Request
-	// target is the request target for the app (origin-form).
-	target string
-	// chunked: the request body keeps its chunked framing (its length is unknown).
-	chunked bool
-	// expectContinue: the client waits for 100 Continue before it sends its body; the app is asked
-	// the same question, so that it can refuse a body it does not want before it is sent.
-	expectContinue bool
-	up             *upstreamConn
-	// bodySent receives the result of sending the request body; nil while the body has not started.
-	bodySent <-chan error
-}
-
 // forward sends one request to the app and its answer to the client. It reports whether the client
 // connection can carry another request.
 func (c *http1Conn) forward(req *http.Request) bool {
@@ -190,7 +172,7 @@ func (c *http1Conn) forward(req *http.Request) bool {
 		c.setReadDeadline(time.Time{}) // bodies and upgraded streams take as long as they take
 	}
 	x := &c.exchange // reused: the previous exchange, and its body copy, are over
-	*x = exchange{req: req, target: req.RequestURI, chunked: len(req.TransferEncoding) > 0}
+	*x = exchange{client: c, pool: c.f.upstream, req: req, target: req.RequestURI, chunked: len(req.TransferEncoding) > 0}
 	if expect := req.Header["Expect"]; expect != nil {
 		if len(expect) != 1 || !strings.EqualFold(expect[0], "100-continue") {
 			c.refuse(http.StatusExpectationFailed, "only Expect: 100-continue is supported")
@@ -207,18 +189,8 @@ func (c *http1Conn) forward(req *http.Request) bool {
 	}
 
 	upgrade := upgradeType(req.Header)
-	teTrailers := httpguts.HeaderValuesContainsToken(req.Header["Te"], "trailers")
-	removeHopHeaders(req.Header)
-	if teTrailers {
-		req.Header["Te"] = []string{"trailers"}
-	}
-	if upgrade != "" {
-		req.Header["Connection"] = []string{"Upgrade"}
-		req.Header["Upgrade"] = []string{upgrade}
-	}
 	c.forwardedHost[0] = req.Host
-	setForwarded(req.Header, c.clientIP, c.forwardedHost[:])
-	setClientCert(req.Header, c.clientCert)
+	forwardHeader(req.Header, upgrade, c.clientIP, c.forwardedHost[:], c.clientCert)
 	if hasBody && !x.chunked {
 		req.Header["Content-Length"] = []string{strconv.FormatInt(req.ContentLength, 10)}
 	}
@@ -226,7 +198,7 @@ func (c *http1Conn) forward(req *http.Request) bool {
 		x.target = req.URL.RequestURI()
 	}
 
-	resp, err := c.roundTrip(x)
+	resp, err := x.roundTrip()
 	if err != nil {
 		var clientErr clientBodyError
 		if errors.As(err, &clientErr) {
@@ -254,7 +226,7 @@ func (c *http1Conn) forward(req *http.Request) bool {
 	closeAfter := req.Close || bodyUnsent || c.f.draining.Load()
 	c.f.m.answered(resp.StatusCode) // before the client can see the answer (and read the metrics)
 	bodyComplete, clientOK := c.writeResponse(x.up, req, resp, &closeAfter)
-	bodyOK := !bodyUnsent && c.waitBody(x)
+	bodyOK := !bodyUnsent && x.waitBody()
 	if bodyComplete && bodyOK && !resp.Close {
 		c.f.upstream.put(x.up)
 	} else {
@@ -263,224 +235,30 @@ func (c *http1Conn) forward(req *http.Request) bool {
 	return clientOK && bodyOK && !closeAfter
 }
 
-// roundTrip writes the request to an app connection (and starts its body) and reads the head of the
-// answer, passing interim 1xx answers on to the client. A request without a body and with an
-// idempotent method is sent again, once per stale connection, when a reused connection turns out to have
-// been closed by the app (as net/http's Transport does).
-func (c *http1Conn) roundTrip(x *exchange) (*http.Response, error) {
-	replayable := x.req.Body == http.NoBody && isIdempotent(x.req)
-	for {
-		up, reused, err := c.f.upstream.get(x.req.Context())
-		if err != nil {
-			return nil, err
-		}
-		x.up, x.bodySent = up, nil
-		c.up.Store(up)
-		if err = writeRequestHead(up.w, x.req, x.target, x.chunked); err == nil {
-			if x.req.Body == http.NoBody || x.expectContinue {
-				err = up.w.Flush()
-			} else {
-				c.startBody(x)
-			}
-		}
-		var resp *http.Response
-		informed := false
-		if err == nil {
-			resp, informed, err = c.readResponseHead(x)
-		}
-		if err == nil {
-			return resp, nil
-		}
-		up.conn.Close()
-		c.up.Store(nil)
-		if x.bodySent != nil {
-			c.setReadDeadline(longAgo) // the copy may be waiting for the client: stop it
-			if bodyErr := <-x.bodySent; errors.As(bodyErr, new(clientBodyError)) {
-				err = bodyErr
-			}
-		}
-		if !reused || !replayable || informed || !isStaleConnError(err) {
-			return nil, err
-		}
-	}
-}
+// The HTTP/1.x connection is the exchange's client (exchange.go).
 
-// isIdempotent is net/http's Transport's rule for sending a request again.
-func isIdempotent(req *http.Request) bool {
-	switch req.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return true
-	}
-	return req.Header["Idempotency-Key"] != nil || req.Header["X-Idempotency-Key"] != nil
-}
+func (c *http1Conn) bodyBuffered() int { return c.br.Buffered() }
 
-// writeRequestHead writes the request line and header for the app; chunked bodies keep their framing.
-func writeRequestHead(w *bufio.Writer, req *http.Request, target string, chunked bool) error {
-	w.WriteString(req.Method)
-	w.WriteByte(' ')
-	w.WriteString(target)
-	w.WriteString(" HTTP/1.1\r\nHost: ")
-	w.WriteString(req.Host)
-	w.WriteString("\r\n")
-	if chunked {
-		w.WriteString("Transfer-Encoding: chunked\r\n")
-		if len(req.Trailer) > 0 {
-			w.WriteString("Trailer: " + strings.Join(sortedKeys(req.Trailer), ", ") + "\r\n")
-		}
-	}
-	writeHeader(w, req.Header)
-	_, err := w.WriteString("\r\n")
-	return err
-}
-
-// clientBodyError is a failure to read the request body from the client (gone, or bad chunking).
-type clientBodyError struct{ err error }
-
-func (e clientBodyError) Error() string { return "reading the request body: " + e.err.Error() }
-func (e clientBodyError) Unwrap() error { return e.err }
-
-// startBody sends the request body to the app: at once when it is already buffered (the common small
-// POST), otherwise from a goroutine, so that an app that answers while it reads (an echo, a stream)
-// never waits on us. x.bodySent receives the result.
-func (c *http1Conn) startBody(x *exchange) {
-	done := make(chan error, 1)
-	x.bodySent = done
-	if !x.chunked && x.req.ContentLength <= int64(c.br.Buffered()) {
-		done <- c.copyRequestBody(x)
-		return
-	}
-	go func() { done <- c.copyRequestBody(x) }()
-}
-
-func (c *http1Conn) copyRequestBody(x *exchange) error {
-	up, req := x.up, x.req
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
-	var dst io.Writer = up.w
-	var chunks io.WriteCloser
-	if x.chunked {
-		chunks = httputil.NewChunkedWriter(up.w)
-		dst = chunks
-	}
-	for {
-		n, err := req.Body.Read(*buf)
-		if n > 0 {
-			if _, werr := dst.Write((*buf)[:n]); werr != nil {
-				return werr
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			up.conn.Close() // the app must not take half a body for a whole one
-			return clientBodyError{err}
-		}
-		if c.br.Buffered() == 0 { // about to wait for the client: send the app what we have
-			if err := up.w.Flush(); err != nil {
-				return err
-			}
-		}
-	}
-	if x.chunked {
-		chunks.Close() // the last chunk; then trailers and the end of the message
-		if err := req.Trailer.Write(up.w); err != nil {
-			return err
-		}
-		up.w.WriteString("\r\n")
-	}
-	return up.w.Flush()
-}
-
-// bodyGrace is how long waitBody lets a request body finish after the answer was sent: the app usually
-// read the whole body before it answered, and the copy only has to return from its last write.
-const bodyGrace = time.Second
-
-// waitBody waits for the request body to be sent after the answer was. An app may also answer before it
-// read the whole body (a 413, an early 401): then, after bodyGrace, the copy is stopped (both
-// connections close) rather than waited for, since the client may still be sending. It reports whether
-// the body went through.
-func (c *http1Conn) waitBody(x *exchange) bool {
-	if x.bodySent == nil {
-		return true
-	}
-	select {
-	case err := <-x.bodySent:
-		return err == nil
-	default:
-	}
-	grace := time.NewTimer(bodyGrace)
-	defer grace.Stop()
-	select {
-	case err := <-x.bodySent:
-		return err == nil
-	case <-grace.C:
-	}
-	x.up.conn.Close()
-	c.setReadDeadline(longAgo)
-	<-x.bodySent
-	return false
-}
-
-// continueTimeout is how long the app has to answer Expect: 100-continue before the body is sent
-// anyway (an app that ignores Expect), as net/http's Transport's ExpectContinueTimeout.
-const continueTimeout = time.Second
-
-// readResponseHead reads the app's answer up to its body. Interim answers are passed on to the client
-// (100 Continue, 103 Early Hints...); a 100 Continue, or the app's silence for continueTimeout, starts
-// a body that waited for it.
-func (c *http1Conn) readResponseHead(x *exchange) (resp *http.Response, informed bool, err error) {
-	up := x.up
-	if x.expectContinue {
-		up.conn.SetReadDeadline(time.Now().Add(continueTimeout))
-		_, err := up.r.Peek(1)
-		up.conn.SetReadDeadline(time.Time{})
-		if errors.Is(err, os.ErrDeadlineExceeded) { // the app did not answer Expect: go on
-			informed = true
-			if err := c.writeContinue(); err != nil {
-				return nil, informed, err
-			}
-			c.startBody(x)
-		} else if err != nil {
-			return nil, informed, err
-		}
-	}
-	for {
-		resp, err := up.readResponse(x.req)
-		if err != nil {
-			return nil, informed, err
-		}
-		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			return resp, informed, nil
-		}
-		informed = true
-		if resp.StatusCode == http.StatusContinue {
-			if x.expectContinue && x.bodySent == nil {
-				if err := c.writeContinue(); err != nil {
-					return nil, informed, err
-				}
-				c.startBody(x)
-			}
-			continue // a 100 nobody asked for (or a second one) is dropped
-		}
-		removeHopHeaders(resp.Header)
-		writeStatusLine(c.bw, resp)
-		writeHeader(c.bw, resp.Header)
-		c.bw.WriteString("\r\n")
-		if err := c.bw.Flush(); err != nil {
-			return nil, informed, clientBodyError{err}
-		}
-	}
-}
-
-// writeContinue tells the client to send its body.
-func (c *http1Conn) writeContinue() error {
+// sendContinue tells the client to send its body.
+func (c *http1Conn) sendContinue() error {
 	c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 	if err := c.bw.Flush(); err != nil {
 		return clientBodyError{err}
 	}
 	return nil
 }
+
+func (c *http1Conn) sendInterim(resp *http.Response) error {
+	writeStatusLine(c.bw, resp)
+	writeHeader(c.bw, resp.Header)
+	c.bw.WriteString("\r\n")
+	return c.bw.Flush()
+}
+
+// stopBody: a read deadline in the past makes the body copy's read return.
+func (c *http1Conn) stopBody() { c.setReadDeadline(longAgo) }
+
+func (c *http1Conn) using(up *upstreamConn) { c.up.Store(up) }
 
 // writeStatusLine writes "HTTP/1.1 <code> <reason>", keeping the app's reason phrase.
 func writeStatusLine(w *bufio.Writer, resp *http.Response) {
@@ -492,8 +270,6 @@ func writeStatusLine(w *bufio.Writer, resp *http.Response) {
 	}
 	w.WriteString("\r\n")
 }
-
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // writeResponse sends the app's answer to the client, streaming its body: what arrived is sent as soon
 // as reading more would wait for the app (nginx's proxy_buffering off), so the headers and a small body

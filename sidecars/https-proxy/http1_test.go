@@ -725,16 +725,7 @@ func TestHTTP1RequestTargetUnchanged(t *testing.T) {
 // reset. The reused connection fails before any response; the proxy retries these idempotent requests on a
 // fresh connection, as net/http's Transport does, so the client sees every one succeed.
 func TestHTTP1StaleUpstreamKeepAlive(t *testing.T) {
-	app := startRawApp(t, func(conn net.Conn, nth int, req *http.Request, body []byte) bool {
-		if nth == 0 {
-			fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\n\r\n%s", len(req.URL.Path), req.URL.Path)
-			return true
-		}
-		if n, _ := strconv.Atoi(strings.TrimPrefix(req.URL.Path, "/n/")); n%2 == 1 {
-			conn.(*net.TCPConn).SetLinger(0) // close with a reset
-		}
-		return false
-	})
+	app := closesReusedConnections(t)
 	ca := newPKI(t, "test CA")
 	p := startProxy(t, ca, testConfig(t, ca, app.port(t)))
 	c := dialH1(t, p)
@@ -748,6 +739,22 @@ func TestHTTP1StaleUpstreamKeepAlive(t *testing.T) {
 	}
 	requests, _, accepted := app.seen()
 	t.Logf("the app accepted %d connections and read %d requests for 50", accepted, len(requests))
+}
+
+// closesReusedConnections is an app that answers a connection's first request (GET /n/<i>, with the
+// path as its body) with keep-alive, then closes the connection when the next request arrives on it: with
+// a FIN for an even i, a reset for an odd one.
+func closesReusedConnections(t testing.TB) *rawApp {
+	return startRawApp(t, func(conn net.Conn, nth int, req *http.Request, body []byte) bool {
+		if nth == 0 {
+			fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\n\r\n%s", len(req.URL.Path), req.URL.Path)
+			return true
+		}
+		if n, _ := strconv.Atoi(strings.TrimPrefix(req.URL.Path, "/n/")); n%2 == 1 {
+			conn.(*net.TCPConn).SetLinger(0) // close with a reset
+		}
+		return false
+	})
 }
 
 // TestHTTP1AppClosesItsConnection: an app answering Connection: close does not end the client's

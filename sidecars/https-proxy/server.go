@@ -53,7 +53,7 @@ func run(ctx context.Context, cfg *Config) error {
 // when the certificate does not load at start or a server fails; nil after a clean shutdown.
 //
 // The frontend (frontend.go) accepts and handshakes every connection and serves HTTP/1.x itself;
-// connections that chose HTTP/2 go on to net/http's server and the ReverseProxy handler (proxy.go).
+// connections that chose HTTP/2 go on to net/http's server and its handler (http2.go).
 func serve(ctx context.Context, cfg *Config, httpsLn, statusLn net.Listener, log *slog.Logger) error {
 	reg := statusport.NewRegistry()
 	m := newMetrics(reg)
@@ -61,9 +61,6 @@ func serve(ctx context.Context, cfg *Config, httpsLn, statusLn net.Listener, log
 	if err != nil {
 		return err
 	}
-	proxy, transport := newProxy(cfg, m, log)
-	defer transport.CloseIdleConnections()
-
 	front := &frontend{
 		tlsConfig: &tls.Config{
 			MinVersion:         cfg.tlsVersion(),
@@ -78,7 +75,7 @@ func serve(ctx context.Context, cfg *Config, httpsLn, statusLn net.Listener, log
 		conns:        map[*http1Conn]struct{}{},
 	}
 	h2 := &http.Server{
-		Handler:           proxy,
+		Handler:           &http2Proxy{f: front},
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
