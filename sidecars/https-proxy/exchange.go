@@ -87,7 +87,9 @@ func (x *exchange) roundTrip() (*http.Response, error) {
 				err = bodyErr
 			}
 		}
-		if !reused || !replayable || informed || !isStaleConnError(err) {
+		// A request whose client is gone is not sent again: its failure is the closed connection, not a
+		// stale one (an HTTP/2 stream reset closes the app connection it was using).
+		if !reused || !replayable || informed || !isStaleConnError(err) || x.req.Context().Err() != nil {
 			return nil, err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -146,10 +147,11 @@ func TestHTTP2AppDiesMidResponse(t *testing.T) {
 // while the app has not answered yet (a long poll), the app's request ends (its connection is closed);
 // the client's connection goes on.
 func TestHTTP2ClientCancelStopsTheApp(t *testing.T) {
-	var stopped atomic.Int64
+	var stopped, silent atomic.Int64
 	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/ok":
+			time.Sleep(50 * time.Millisecond) // so that concurrent requests need connections of their own
 			io.WriteString(w, "ok")
 		case "/endless":
 			defer stopped.Add(1)
@@ -161,6 +163,7 @@ func TestHTTP2ClientCancelStopsTheApp(t *testing.T) {
 				w.(http.Flusher).Flush()
 			}
 		case "/silent":
+			silent.Add(1)
 			select {
 			case <-r.Context().Done():
 				stopped.Add(1)
@@ -185,6 +188,16 @@ func TestHTTP2ClientCancelStopsTheApp(t *testing.T) {
 	resp.Body.Close()
 	eventually(t, "the app's download to end after the client reset its stream", func() bool { return stopped.Load() == 1 })
 
+	// Idle app connections in the pool, which a cancelled request must not be retried on.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if resp, err := client.Get(p.url("/ok")); err == nil {
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
 	ctx, cancel = context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	req, _ = http.NewRequestWithContext(ctx, "GET", p.url("/silent"), nil)
@@ -193,6 +206,10 @@ func TestHTTP2ClientCancelStopsTheApp(t *testing.T) {
 		t.Fatalf("the long poll answered %d", resp.StatusCode)
 	}
 	eventually(t, "the app's long poll to end after the client reset its stream", func() bool { return stopped.Load() == 2 })
+	time.Sleep(100 * time.Millisecond) // a retry, if there were one, would have reached the app by now
+	if n := silent.Load(); n != 1 {
+		t.Errorf("the app got the cancelled long poll %d times, want once", n)
+	}
 
 	if resp, err := client.Get(p.url("/ok")); err != nil {
 		t.Errorf("the next request on the connection: %v", err)
