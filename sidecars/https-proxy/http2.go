@@ -66,12 +66,9 @@ func (p *http2Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.badGateway(f, errors.New("the app switched protocols on an HTTP/2 request"))
 		return
 	}
-	// A body never sent (the app answered Expect: 100-continue with a final status): the app may still
-	// expect it on its connection, which cannot be trusted again.
-	bodyUnsent := hasBody && x.bodySent == nil
 	f.m.answered(resp.StatusCode) // before the client can see the answer (and read the metrics)
 	bodyComplete, clientOK := s.writeResponse(x.up, resp)
-	bodyOK := !bodyUnsent && x.waitBody()
+	bodyOK := x.waitBody() // a body always starts with the request here: there is no Expect to wait on
 	if s.release() && bodyComplete && bodyOK && !resp.Close {
 		f.upstream.put(x.up)
 	} else {
