@@ -260,4 +260,36 @@ func (x *exchange) readResponseHead() (resp *http.Response, informed bool, err e
 	}
 }
 
+// streamAnswer copies the body of the app's answer to dst and sends what arrived (flush) whenever reading
+// more would wait for the app, before the first byte too: headers and a small body leave together, a
+// late body does not hold the headers back, and a slow or endless one reaches the client as the app
+// writes it (nginx's proxy_buffering off). It reports whether the app's body was read to its end and
+// whether the client took everything (false stops the copy at once).
+func streamAnswer(up *upstreamConn, resp *http.Response, dst io.Writer, flush func() error) (appOK, clientOK bool) {
+	remaining := resp.ContentLength
+	if up.r.Buffered() == 0 && remaining != 0 && flush() != nil { // the body is not here yet
+		return false, false
+	}
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	for {
+		n, err := resp.Body.Read(*buf)
+		if n > 0 {
+			if _, werr := dst.Write((*buf)[:n]); werr != nil {
+				return false, false
+			}
+			remaining -= int64(n)
+		}
+		if err == io.EOF {
+			return true, true
+		}
+		if err != nil {
+			return false, true // the app broke off
+		}
+		if up.r.Buffered() == 0 && remaining != 0 && flush() != nil { // about to wait for the app
+			return false, false
+		}
+	}
+}
+
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

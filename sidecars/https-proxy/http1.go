@@ -307,41 +307,20 @@ func (c *http1Conn) writeResponse(up *upstreamConn, req *http.Request, resp *htt
 		return true, c.bw.Flush() == nil
 	}
 
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
 	var dst io.Writer = c.bw
 	var chunks io.WriteCloser
 	if chunked {
 		chunks = httputil.NewChunkedWriter(c.bw)
 		dst = chunks
 	}
-	remaining := resp.ContentLength
-	if up.r.Buffered() == 0 && remaining != 0 { // the body is not here yet: the headers go ahead of it
-		if c.bw.Flush() != nil {
-			return false, false
-		}
+	appOK, clientOK := streamAnswer(up, resp, dst, c.bw.Flush)
+	if !clientOK {
+		return false, false
 	}
-	for {
-		n, err := resp.Body.Read(*buf)
-		if n > 0 {
-			if _, werr := dst.Write((*buf)[:n]); werr != nil {
-				return false, false
-			}
-			remaining -= int64(n)
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil { // the app broke off: the client must not take a short body for a whole one
-			c.bw.Flush()
-			*closeAfter = true
-			return false, false
-		}
-		if up.r.Buffered() == 0 && remaining != 0 { // about to wait for the app: send what we have
-			if c.bw.Flush() != nil {
-				return false, false
-			}
-		}
+	if !appOK { // the app broke off: the client must not take a short body for a whole one
+		c.bw.Flush()
+		*closeAfter = true
+		return false, false
 	}
 	if chunked {
 		chunks.Close()

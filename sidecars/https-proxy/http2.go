@@ -127,9 +127,8 @@ func (s *http2Stream) release() bool {
 	return untouched
 }
 
-// writeResponse sends the app's answer to the client, streaming its body as http1.go's writeResponse
-// does: what arrived is sent as soon as reading more would wait for the app, so headers and a small body
-// leave together and a late body does not hold the headers back. The app's trailers follow the body. It
+// writeResponse sends the app's answer to the client, its body streamed as over HTTP/1.x
+// (streamAnswer). The app's trailers follow the body. It
 // reports whether the app's body was read to its end and whether the client took all of it.
 func (s *http2Stream) writeResponse(up *upstreamConn, resp *http.Response) (bodyComplete, clientOK bool) {
 	removeHopHeaders(resp.Header)
@@ -149,29 +148,8 @@ func (s *http2Stream) writeResponse(up *upstreamConn, resp *http.Response) (body
 	if f, ok := s.w.(interface{ FlushError() error }); ok { // net/http's HTTP/2 ResponseWriter always is
 		flush = f.FlushError
 	}
-	remaining := resp.ContentLength
-	if up.r.Buffered() == 0 && remaining != 0 && flush() != nil { // the body is not here yet: headers go ahead
-		return false, false
-	}
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
-	for {
-		n, err := resp.Body.Read(*buf)
-		if n > 0 {
-			if _, werr := s.w.Write((*buf)[:n]); werr != nil {
-				return false, false
-			}
-			remaining -= int64(n)
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return false, true // the app broke off
-		}
-		if up.r.Buffered() == 0 && remaining != 0 && flush() != nil { // about to wait for the app
-			return false, false
-		}
+	if appOK, clientOK := streamAnswer(up, resp, s.w, flush); !appOK || !clientOK {
+		return appOK, clientOK
 	}
 	for name, values := range resp.Trailer {
 		if len(resp.Trailer) != announced {
