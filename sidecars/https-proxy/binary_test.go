@@ -44,10 +44,11 @@ func binary(t *testing.T) string {
 	return filepath.Join(buildDir, "https-proxy")
 }
 
-func removeBuildDir(int) {
+func removeBuildDir(exitCode int) {
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
+	os.Exit(exitCode) // goleak's Cleanup replaces its os.Exit: without this a leak would not fail the run
 }
 
 // command runs the binary with exactly env (plus PATH) and no inherited environment.

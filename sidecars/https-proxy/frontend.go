@@ -51,6 +51,7 @@ func (f *frontend) serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
+		raw = fifoWrap(raw)
 		c := &http1Conn{f: f, raw: raw}
 		if !f.track(c) {
 			raw.Close()

@@ -20,7 +20,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.Cleanup(removeBuildDir))
+	goleak.VerifyTestMain(m, goleak.Cleanup(removeBuildDir),
+		// The FIFO poller's goroutine lives as long as the process, as Go's own netpoller does.
+		goleak.IgnoreAnyFunction("github.com/outrigger-dev/outrigger/sidecars/https-proxy.(*fifoPoller).run"))
 }
 
 // runningProxy is one in-process https-proxy (serve) on 127.0.0.1 with random ports, stopped at the test's end.

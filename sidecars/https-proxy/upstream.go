@@ -95,6 +95,7 @@ func (p *upstreamPool) dial(ctx context.Context) (*upstreamConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	conn = fifoWrap(conn)
 	return &upstreamConn{conn: conn, r: bufio.NewReaderSize(conn, upstreamBufferSize), w: bufio.NewWriterSize(conn, upstreamBufferSize)}, nil
 }
 
