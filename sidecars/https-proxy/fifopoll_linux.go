@@ -135,6 +135,7 @@ func (p *fifoPoller) wrap(tc *net.TCPConn) net.Conn {
 		return tc
 	}
 	c := &fifoConn{Conn: tc, raw: raw, p: p, ready: make(chan struct{}, 1)}
+	c.readSyscall = c.readFD
 	p.mu.Lock()
 	p.nextID++
 	c.id = p.nextID
@@ -185,6 +186,11 @@ type fifoConn struct {
 	// emptied the socket, so wait for an event before reading again.
 	readMu  sync.Mutex
 	drained bool
+	// readSyscall (c.readFD), readBuf, readN and readErr: readOnce's callback and its arguments.
+	readSyscall func(uintptr) bool
+	readBuf     []byte
+	readN       int
+	readErr     error
 }
 
 func (c *fifoConn) notify() {
@@ -227,15 +233,13 @@ func (c *fifoConn) Read(b []byte) (int, error) {
 
 // readOnce is one read(2), made through RawConn so that a concurrent Close cannot reuse the descriptor
 // under it; RawConn also reports a closed connection or a passed read deadline (set on the TCPConn too).
-func (c *fifoConn) readOnce(b []byte) (n int, err error) {
-	rawErr := c.raw.Read(func(fd uintptr) bool {
-		for {
-			n, err = unix.Read(int(fd), b)
-			if err != unix.EINTR {
-				return true
-			}
-		}
-	})
+// The callback is c.readSyscall, made once, with its arguments in c (under readMu): a closure per call
+// would cost allocations on every read.
+func (c *fifoConn) readOnce(b []byte) (int, error) {
+	c.readBuf = b
+	rawErr := c.raw.Read(c.readSyscall)
+	n, err := c.readN, c.readErr
+	c.readBuf, c.readErr = nil, nil
 	if rawErr != nil {
 		if oe, ok := rawErr.(*net.OpError); ok {
 			return 0, oe.Err
@@ -246,6 +250,15 @@ func (c *fifoConn) readOnce(b []byte) (n int, err error) {
 		return 0, err
 	}
 	return n, nil
+}
+
+func (c *fifoConn) readFD(fd uintptr) bool {
+	for {
+		c.readN, c.readErr = unix.Read(int(fd), c.readBuf)
+		if c.readErr != unix.EINTR {
+			return true
+		}
+	}
 }
 
 // wait takes the ready token, blocking until an event, the read deadline or Close.
