@@ -22,16 +22,18 @@ import (
 // distribution than nginx's: a lower median but a p99 up to 25% higher (docs/performance.md). A build
 // of the same proxy with that one runtime loop reversed had a p99 below nginx's.
 //
-// Without patching the runtime, reads of the proxy's TCP connections (to clients and to the app) wait
-// on an epoll instance of our own instead; one goroutine, fifoPoller.run, takes its events in epoll's
-// order and wakes the readers in that order: first ready, first served. Writes, deadlines' errors,
-// Close and the rest stay with Go's netpoller.
+// Without patching the runtime, the proxy's TCP connections (to clients and to the app) leave Go's
+// netpoller: fifoWrap moves the socket to a descriptor Go does not poll, registered with an epoll
+// instance of our own, and one goroutine, fifoPoller.run, takes its events in epoll's order and wakes
+// the waiting readers in that order: first ready, first served. Writers that find the socket full wait
+// for the same poller; deadlines are timers of our own.
 //
 // It also saves a system call per wait. net.Conn.Read always tries read(2) first and waits only after
 // EAGAIN; on a request/response connection that first try nearly always fails (the answer is not
 // there yet). A fifoConn whose last read emptied the socket waits first, then reads once.
 //
-// If the epoll instance cannot be made, connections are used unwrapped (fifoWrap returns them as is).
+// If anything here fails (no epoll instance, no descriptor to spare), the connection is used as Go
+// made it (fifoWrap returns it as is).
 
 // maxFIFOEvents is how many events one epoll_wait takes; more are taken by the next, in order.
 const maxFIFOEvents = 256
@@ -41,8 +43,8 @@ var (
 	fifoShared *fifoPoller
 )
 
-// fifoWrap returns conn (a *net.TCPConn) with its reads served in readiness order, or conn itself if
-// it is not a TCP connection or the poller is unavailable.
+// fifoWrap returns conn (a *net.TCPConn, which it then owns) served by the FIFO poller, or conn itself
+// if it is not a TCP connection or the poller is unavailable.
 func fifoWrap(conn net.Conn) net.Conn {
 	tc, ok := conn.(*net.TCPConn)
 	if !ok {
@@ -106,18 +108,27 @@ func (p *fifoPoller) run() {
 			ready = ready[:0]
 			p.mu.Lock()
 			for _, ev := range events[:n] {
-				if c := p.conns[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]; c != nil {
+				c := p.conns[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]
+				if c == nil {
+					continue
+				}
+				if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 					ready = append(ready, c)
+				}
+				// Every event also says whether there is room to write; a writer waits only after
+				// a full socket, and room after that brings an event of its own.
+				if ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+					c.notifyWriter()
 				}
 			}
 			p.mu.Unlock()
 			// A woken goroutine goes to the front of the run queue and pushes the one woken before it to
 			// the back; so wake the second to the last in order, then the first.
 			for _, c := range ready[min(1, len(ready)):] {
-				c.notify()
+				c.notifyReader()
 			}
 			if len(ready) > 0 {
-				ready[0].notify()
+				ready[0].notifyReader()
 			}
 			clear(ready)
 			if n < len(events) {
@@ -129,29 +140,50 @@ func (p *fifoPoller) run() {
 	panic(fmt.Sprintf("https-proxy: the read poller stopped: %v", err))
 }
 
+// wrap moves tc's socket to a new descriptor that only this poller watches, and closes tc (which
+// removes the old descriptor from Go's netpoller; the socket lives on in the new one). Two epoll sets
+// watching one socket would each queue every event, and Go's would wake nobody.
 func (p *fifoPoller) wrap(tc *net.TCPConn) net.Conn {
 	raw, err := tc.SyscallConn()
 	if err != nil {
 		return tc
 	}
-	c := &fifoConn{Conn: tc, raw: raw, p: p, ready: make(chan struct{}, 1)}
-	c.readSyscall = c.readFD
+	fd, dupErr := -1, error(nil)
+	if err := raw.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || dupErr != nil {
+		return tc
+	}
+	// O_NONBLOCK belongs to the socket, not the descriptor, and os.NewFile hands a non-blocking
+	// descriptor to Go's netpoller: clear it while NewFile looks, then set it again (nothing reads or
+	// writes tc meanwhile: it was just accepted or dialed).
+	if unix.SetNonblock(fd, false) != nil {
+		unix.Close(fd)
+		return tc
+	}
+	f := os.NewFile(uintptr(fd), "tcp")
+	fraw, err := f.SyscallConn()
+	if err != nil || unix.SetNonblock(fd, true) != nil {
+		raw.Control(func(s uintptr) { unix.SetNonblock(int(s), true) }) // for tc, through its own descriptor
+		f.Close()
+		return tc
+	}
+	c := &fifoConn{f: f, raw: fraw, p: p, laddr: tc.LocalAddr(), raddr: tc.RemoteAddr(),
+		readReady: make(chan struct{}, 1), writeReady: make(chan struct{}, 1)}
+	c.readSyscall, c.writeSyscall = c.readFD, c.writeFD
+	c.readDeadline.wake, c.writeDeadline.wake = c.notifyReader, c.notifyWriter
 	p.mu.Lock()
 	p.nextID++
 	c.id = p.nextID
 	p.conns[c.id] = c
 	p.mu.Unlock()
-	var addErr error
-	err = raw.Control(func(fd uintptr) {
-		// Edge-triggered: one event per arrival of data (or of the end), which a reader takes at most
-		// once. A socket already readable when added gets an event at once.
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(uint32(c.id)), Pad: int32(uint32(c.id >> 32))}
-		addErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
-	})
-	if err != nil || addErr != nil {
+	// Edge-triggered: one event per arrival of data (or of the end, or of room to write after a full
+	// socket), taken at most once. A socket already readable when added gets an event at once.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(uint32(c.id)), Pad: int32(uint32(c.id >> 32))}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		p.forget(c)
+		f.Close()
 		return tc
 	}
+	tc.Close()
 	return c
 }
 
@@ -161,66 +193,77 @@ func (p *fifoPoller) forget(c *fifoConn) {
 	p.mu.Unlock()
 }
 
-// fifoConn is a TCP connection whose reads wait for fifoPoller's events. Like any net.Conn, its
+// fifoConn is a TCP connection on a descriptor that fifoPoller watches. Like any net.Conn, its
 // methods may be called from several goroutines at once.
 type fifoConn struct {
-	net.Conn // the *net.TCPConn: writes, addresses and deadlines for writes go straight to it
-	raw      syscall.RawConn
-	p        *fifoPoller
-	id       uint64
+	f            *os.File        // the socket: Go does not poll it; Close waits for a read or write in flight
+	raw          syscall.RawConn // f's: reads and writes hold f open while they run
+	p            *fifoPoller
+	id           uint64
+	laddr, raddr net.Addr
 
-	// ready holds a token when an event arrived since the reader last took one, or when Close or the
-	// read deadline may end its wait.
-	ready     chan struct{}
-	closed    atomic.Bool
-	closeOnce sync.Once
-	// deadlinePassed is set by deadlineTimer when the read deadline passes, which also puts a token in
-	// ready; the timer is armed when the deadline is set (at most once a second per connection in this
-	// proxy), not per wait.
-	deadlinePassed atomic.Bool
-	deadlineMu     sync.Mutex
-	readDeadline   time.Time
-	deadlineTimer  *time.Timer
+	// readReady and writeReady hold a token when an event arrived since the reader (writer) last took
+	// one, or when Close or a deadline may end its wait.
+	readReady, writeReady chan struct{}
+	closed                atomic.Bool
+	closeOnce             sync.Once
+	readDeadline          deadline
+	writeDeadline         deadline
 
-	// readMu makes concurrent Reads take turns, as net.TCPConn's do; it guards drained: the last read
-	// emptied the socket, so wait for an event before reading again.
-	readMu  sync.Mutex
-	drained bool
-	// readSyscall (c.readFD), readBuf, readN and readErr: readOnce's callback and its arguments.
+	// readMu makes concurrent Reads take turns, as net.TCPConn's do; it guards drained (the last read
+	// emptied the socket, so wait for an event before reading again) and readOnce's callback
+	// (c.readFD, made once: a closure per call would allocate) with its arguments.
+	readMu      sync.Mutex
+	drained     bool
 	readSyscall func(uintptr) bool
 	readBuf     []byte
 	readN       int
 	readErr     error
+	// writeMu does the same for Writes.
+	writeMu      sync.Mutex
+	writeSyscall func(uintptr) bool
+	writeBuf     []byte
+	writeN       int
+	writeErr     error
 }
 
-func (c *fifoConn) notify() {
+func (c *fifoConn) notifyReader() { notify(c.readReady) }
+func (c *fifoConn) notifyWriter() { notify(c.writeReady) }
+
+func notify(ready chan struct{}) {
 	select {
-	case c.ready <- struct{}{}:
+	case ready <- struct{}{}:
 	default:
 	}
 }
 
 func (c *fifoConn) Read(b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
 	for {
-		if c.drained {
-			if err := c.wait(); err != nil {
-				return 0, c.readError(err)
-			}
+		if err := c.usable(&c.readDeadline); err != nil {
+			return 0, c.opError("read", err)
 		}
-		n, err := c.readOnce(b)
-		switch {
-		case err == unix.EAGAIN:
-			c.drained = true
-		case err != nil:
-			c.drained = false // an error or the end repeats without waiting
-			return 0, c.readError(err)
-		case n == 0:
+		if len(b) == 0 {
+			return 0, nil
+		}
+		if c.drained {
+			<-c.readReady
 			c.drained = false
+			continue // closed, or the deadline passed, meanwhile?
+		}
+		c.readBuf = b
+		err := c.raw.Read(c.readSyscall)
+		n, rerr := c.readN, c.readErr
+		c.readBuf, c.readErr = nil, nil
+		switch {
+		case err != nil: // f closed
+			return 0, c.opError("read", net.ErrClosed)
+		case rerr == unix.EAGAIN:
+			c.drained = true
+		case rerr != nil:
+			return 0, c.opError("read", os.NewSyscallError("read", rerr))
+		case n == 0:
 			return 0, io.EOF
 		default:
 			// A short read took all there was: the next arrival brings an event. A full one may
@@ -229,27 +272,6 @@ func (c *fifoConn) Read(b []byte) (int, error) {
 			return n, nil
 		}
 	}
-}
-
-// readOnce is one read(2), made through RawConn so that a concurrent Close cannot reuse the descriptor
-// under it; RawConn also reports a closed connection or a passed read deadline (set on the TCPConn too).
-// The callback is c.readSyscall, made once, with its arguments in c (under readMu): a closure per call
-// would cost allocations on every read.
-func (c *fifoConn) readOnce(b []byte) (int, error) {
-	c.readBuf = b
-	rawErr := c.raw.Read(c.readSyscall)
-	n, err := c.readN, c.readErr
-	c.readBuf, c.readErr = nil, nil
-	if rawErr != nil {
-		if oe, ok := rawErr.(*net.OpError); ok {
-			return 0, oe.Err
-		}
-		return 0, rawErr
-	}
-	if err != nil {
-		return 0, err
-	}
-	return n, nil
 }
 
 func (c *fifoConn) readFD(fd uintptr) bool {
@@ -261,69 +283,71 @@ func (c *fifoConn) readFD(fd uintptr) bool {
 	}
 }
 
-// wait takes the ready token, blocking until an event, the read deadline or Close.
-func (c *fifoConn) wait() error {
+// Write writes all of b, waiting for room when the socket is full, or fails.
+func (c *fifoConn) Write(b []byte) (int, error) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	written := 0
+	for {
+		if err := c.usable(&c.writeDeadline); err != nil {
+			return written, c.opError("write", err)
+		}
+		if written == len(b) {
+			return written, nil
+		}
+		c.writeBuf = b[written:]
+		err := c.raw.Write(c.writeSyscall)
+		n, werr := c.writeN, c.writeErr
+		c.writeBuf, c.writeErr = nil, nil
+		switch {
+		case err != nil:
+			return written, c.opError("write", net.ErrClosed)
+		case werr == unix.EAGAIN:
+			<-c.writeReady
+		case werr != nil:
+			return written, c.opError("write", os.NewSyscallError("write", werr))
+		default:
+			written += n
+		}
+	}
+}
+
+func (c *fifoConn) writeFD(fd uintptr) bool {
+	for {
+		c.writeN, c.writeErr = unix.Write(int(fd), c.writeBuf)
+		if c.writeErr != unix.EINTR {
+			return true
+		}
+	}
+}
+
+// usable reports why no I/O may start: the connection is closed, or d has passed.
+func (c *fifoConn) usable(d *deadline) error {
 	if c.closed.Load() {
 		return net.ErrClosed
 	}
-	if c.deadlinePassed.Load() {
+	if d.passed.Load() {
 		return os.ErrDeadlineExceeded
 	}
-	<-c.ready
 	return nil
 }
 
-// readError wraps err as net.Conn.Read does: an *net.OpError around an *os.SyscallError for errnos.
-func (c *fifoConn) readError(err error) error {
-	if errno, ok := err.(syscall.Errno); ok {
-		err = os.NewSyscallError("read", errno)
-	}
-	return &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+// opError wraps err as net.Conn's methods do.
+func (c *fifoConn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: c.laddr, Addr: c.raddr, Err: err}
 }
+
+func (c *fifoConn) LocalAddr() net.Addr  { return c.laddr }
+func (c *fifoConn) RemoteAddr() net.Addr { return c.raddr }
 
 func (c *fifoConn) SetDeadline(t time.Time) error {
-	err := c.Conn.SetDeadline(t)
-	c.setReadDeadline(t)
-	return err
+	c.readDeadline.set(t)
+	c.writeDeadline.set(t)
+	return nil
 }
 
-func (c *fifoConn) SetReadDeadline(t time.Time) error {
-	err := c.Conn.SetReadDeadline(t)
-	c.setReadDeadline(t)
-	return err
-}
-
-// setReadDeadline records t and arms the timer that ends a wait when t passes; a reader already
-// waiting is woken now, to wait again under the new deadline or find it passed.
-func (c *fifoConn) setReadDeadline(t time.Time) {
-	c.deadlineMu.Lock()
-	defer c.deadlineMu.Unlock()
-	c.readDeadline = t
-	c.deadlinePassed.Store(!t.IsZero() && !time.Now().Before(t))
-	switch {
-	case t.IsZero():
-		if c.deadlineTimer != nil {
-			c.deadlineTimer.Stop()
-		}
-	case c.deadlineTimer == nil:
-		c.deadlineTimer = time.AfterFunc(time.Until(t), c.deadlineFired)
-	default:
-		c.deadlineTimer.Reset(time.Until(t))
-	}
-	c.notify()
-}
-
-// deadlineFired runs when the timer does; a deadline moved meanwhile (a timer reset while firing) is
-// judged by its own time.
-func (c *fifoConn) deadlineFired() {
-	c.deadlineMu.Lock()
-	passed := !c.readDeadline.IsZero() && !time.Now().Before(c.readDeadline)
-	c.deadlinePassed.Store(passed)
-	c.deadlineMu.Unlock()
-	if passed {
-		c.notify()
-	}
-}
+func (c *fifoConn) SetReadDeadline(t time.Time) error  { c.readDeadline.set(t); return nil }
+func (c *fifoConn) SetWriteDeadline(t time.Time) error { c.writeDeadline.set(t); return nil }
 
 func (c *fifoConn) Close() error {
 	first := false
@@ -333,17 +357,68 @@ func (c *fifoConn) Close() error {
 		c.p.forget(c)
 		c.closed.Store(true)
 	})
-	err := c.Conn.Close()
-	if first {
-		c.deadlineMu.Lock()
-		if c.deadlineTimer != nil {
-			c.deadlineTimer.Stop()
-		}
-		c.deadlineMu.Unlock()
-		c.notify()
+	if !first {
+		return c.opError("close", net.ErrClosed)
 	}
-	return err
+	err := c.f.Close()
+	c.readDeadline.stop()
+	c.writeDeadline.stop()
+	c.notifyReader()
+	c.notifyWriter()
+	if err != nil {
+		return c.opError("close", err)
+	}
+	return nil
 }
 
 // SyscallConn gives the socket to code that inspects it (upstreamConn.closedByApp's MSG_PEEK).
 func (c *fifoConn) SyscallConn() (syscall.RawConn, error) { return c.raw, nil }
+
+// deadline is one direction's deadline: passed is set, and wake called, by a timer armed when the
+// deadline is set (at most once a second per connection in this proxy), not per wait.
+type deadline struct {
+	passed atomic.Bool
+	wake   func()
+
+	mu    sync.Mutex
+	t     time.Time
+	timer *time.Timer
+}
+
+// set records t; a waiter is woken at once, to find t passed or wait again.
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.t = t
+	d.passed.Store(!t.IsZero() && !time.Now().Before(t))
+	switch {
+	case t.IsZero() || d.passed.Load():
+		if d.timer != nil {
+			d.timer.Stop()
+		}
+	case d.timer == nil:
+		d.timer = time.AfterFunc(time.Until(t), d.fired)
+	default:
+		d.timer.Reset(time.Until(t))
+	}
+	d.wake()
+}
+
+// fired runs when the timer does; a deadline moved meanwhile is judged by its own time.
+func (d *deadline) fired() {
+	d.mu.Lock()
+	passed := !d.t.IsZero() && !time.Now().Before(d.t)
+	d.passed.Store(passed)
+	d.mu.Unlock()
+	if passed {
+		d.wake()
+	}
+}
+
+func (d *deadline) stop() {
+	d.mu.Lock()
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	d.mu.Unlock()
+}

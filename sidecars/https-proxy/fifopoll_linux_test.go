@@ -9,10 +9,10 @@ import (
 	"golang.org/x/net/nettest"
 )
 
-// TestFIFOConnIsANetConn runs x/net's net.Conn conformance suite (basic and ping-pong I/O, racing reads
-// and writes, past, present and future deadlines, a Close that ends a blocked read, concurrent
-// methods) over a pair of loopback TCP connections whose both ends read through the FIFO poller, as the
-// proxy's connections to clients and to the app do.
+// TestFIFOConnIsANetConn runs x/net's net.Conn conformance suite (basic I/O of 1 MiB, which fills the
+// socket and makes writes wait for room, ping-pong, racing reads and writes, past, present and future
+// deadlines, a Close that ends a blocked read, concurrent methods) over a pair of loopback TCP
+// connections both served by the FIFO poller, as the proxy's connections to clients and to the app are.
 func TestFIFOConnIsANetConn(t *testing.T) {
 	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
