@@ -136,8 +136,8 @@ func (p *fifoPoller) run() {
 			}
 		}
 	})
-	// Unreachable; if it were not, every reader would wait forever: better to stop loudly.
-	panic(fmt.Sprintf("https-proxy: the read poller stopped: %v", err))
+	// Unreachable; if it were not, every reader and writer would wait forever: better to stop loudly.
+	panic(fmt.Sprintf("https-proxy: the connection poller stopped: %v", err))
 }
 
 // wrap moves tc's socket to a new descriptor that only this poller watches, and closes tc (which
@@ -196,7 +196,7 @@ func (p *fifoPoller) forget(c *fifoConn) {
 // fifoConn is a TCP connection on a descriptor that fifoPoller watches. Like any net.Conn, its
 // methods may be called from several goroutines at once.
 type fifoConn struct {
-	f            *os.File        // the socket: Go does not poll it; Close waits for a read or write in flight
+	f            *os.File        // the socket, which Go does not poll; its descriptor outlives a read or write in flight
 	raw          syscall.RawConn // f's: reads and writes hold f open while they run
 	p            *fifoPoller
 	id           uint64
