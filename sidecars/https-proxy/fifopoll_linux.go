@@ -292,8 +292,8 @@ func (c *fifoConn) Write(b []byte) (int, error) {
 		if err := c.usable(&c.writeDeadline); err != nil {
 			return written, c.opError("write", err)
 		}
-		if written == len(b) {
-			return written, nil
+		if len(b) == 0 {
+			return 0, nil
 		}
 		c.writeBuf = b[written:]
 		err := c.raw.Write(c.writeSyscall)
@@ -307,7 +307,9 @@ func (c *fifoConn) Write(b []byte) (int, error) {
 		case werr != nil:
 			return written, c.opError("write", os.NewSyscallError("write", werr))
 		default:
-			written += n
+			if written += n; written == len(b) {
+				return written, nil
+			}
 		}
 	}
 }
