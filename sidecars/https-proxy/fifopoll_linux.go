@@ -406,15 +406,22 @@ func (d *deadline) set(t time.Time) {
 	d.wake()
 }
 
-// fired runs when the timer does; a deadline moved meanwhile is judged by its own time.
+// fired runs when the timer does. A deadline moved meanwhile is judged by its own time; one not yet
+// reached by the wall clock (a deadline without a monotonic reading, a clock stepped back) re-arms.
 func (d *deadline) fired() {
 	d.mu.Lock()
-	passed := !d.t.IsZero() && !time.Now().Before(d.t)
-	d.passed.Store(passed)
-	d.mu.Unlock()
-	if passed {
-		d.wake()
+	if d.t.IsZero() {
+		d.mu.Unlock()
+		return
 	}
+	if left := time.Until(d.t); left > 0 {
+		d.timer.Reset(left)
+		d.mu.Unlock()
+		return
+	}
+	d.passed.Store(true)
+	d.mu.Unlock()
+	d.wake()
 }
 
 func (d *deadline) stop() {
