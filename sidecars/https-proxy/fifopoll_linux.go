@@ -112,6 +112,9 @@ func (p *fifoPoller) run() {
 				if c == nil {
 					continue
 				}
+				if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+					c.peerDone.Store(true) // before the reader is woken: see Read
+				}
 				if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 					ready = append(ready, c)
 				}
@@ -205,10 +208,13 @@ type fifoConn struct {
 	// readReady and writeReady hold a token when an event arrived since the reader (writer) last took
 	// one, or when Close or a deadline may end its wait.
 	readReady, writeReady chan struct{}
-	closed                atomic.Bool
-	closeOnce             sync.Once
-	readDeadline          deadline
-	writeDeadline         deadline
+	// peerDone: an event said the peer closed or reset the connection. That end arrives with no event
+	// of its own when it came with the last data (edge-triggered: one event for both).
+	peerDone      atomic.Bool
+	closed        atomic.Bool
+	closeOnce     sync.Once
+	readDeadline  deadline
+	writeDeadline deadline
 
 	// readMu makes concurrent Reads take turns, as net.TCPConn's do; it guards drained (the last read
 	// emptied the socket, so wait for an event before reading again) and readOnce's callback
@@ -266,9 +272,10 @@ func (c *fifoConn) Read(b []byte) (int, error) {
 		case n == 0:
 			return 0, io.EOF
 		default:
-			// A short read took all there was: the next arrival brings an event. A full one may
-			// have left more, which brings none.
-			c.drained = n < len(b)
+			// A short read took all the data there was: the next arrival brings an event. A full
+			// one may have left more, and the end of the stream may be next (a read returning 0,
+			// or an error) with its event already taken: both bring none, so read again first.
+			c.drained = n < len(b) && !c.peerDone.Load()
 			return n, nil
 		}
 	}
