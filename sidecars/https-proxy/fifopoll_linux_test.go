@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -23,21 +24,34 @@ func TestFIFOConnIsANetConn(t *testing.T) {
 			return nil, nil, nil, err
 		}
 		defer ln.Close()
-		accepted := make(chan net.Conn, 1)
-		go func() {
-			c, _ := ln.Accept()
-			accepted <- c
-		}()
-		dialed, err := net.Dial("tcp", ln.Addr().String())
+		a, b, err := fifoPair(ln)
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		a, b := fifoWrap(dialed), fifoWrap(<-accepted)
 		if _, ok := a.(*fifoConn); !ok {
 			t.Fatalf("fifoWrap returned %T, want *fifoConn", a)
 		}
 		return a, b, func() { a.Close(); b.Close() }, nil
 	})
+}
+
+// fifoPair dials ln and returns both ends of the connection, each served by the FIFO poller.
+func fifoPair(ln net.Listener) (dialed, accepted net.Conn, err error) {
+	acceptedCh := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		acceptedCh <- c
+	}()
+	d, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		return nil, nil, err
+	}
+	a := <-acceptedCh
+	if a == nil {
+		d.Close()
+		return nil, nil, fmt.Errorf("accept on %s failed", ln.Addr())
+	}
+	return fifoWrap(d), fifoWrap(a), nil
 }
 
 // TestFIFOConnStreamEndsWithEOF streams to a reader through many fresh connection pairs, each closed by
@@ -55,16 +69,10 @@ func TestFIFOConnStreamEndsWithEOF(t *testing.T) {
 		want[i] = byte(i)
 	}
 	for i := 0; i < 20000; i++ {
-		accepted := make(chan net.Conn, 1)
-		go func() {
-			c, _ := ln.Accept()
-			accepted <- c
-		}()
-		dialed, err := net.Dial("tcp", ln.Addr().String())
+		w, r, err := fifoPair(ln)
 		if err != nil {
 			t.Fatal(err)
 		}
-		w, r := fifoWrap(dialed), fifoWrap(<-accepted)
 		go func() {
 			io.CopyBuffer(struct{ io.Writer }{w}, bytes.NewReader(want), make([]byte, 1024))
 			w.Close()
