@@ -4,5 +4,6 @@ package main
 
 import "net"
 
-// fifoWrap serves reads in readiness order on Linux only (fifopoll_linux.go); elsewhere conn is used as is.
+// fifoWrap serves connections in readiness order on Linux only (fifopoll_linux.go); elsewhere conn is used
+// as is.
 func fifoWrap(conn net.Conn) net.Conn { return conn }
