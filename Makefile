@@ -16,7 +16,7 @@ export PATH := /usr/local/go/bin:$(BIN):$(PATH)
 export OUTRIGGER_BIN_DIR := $(BIN)
 
 STATIC := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)'
-CONTROL_PLANE := kube-apiserver etcd kubectl kube-controller-manager kube-scheduler kubelet
+CONTROL_PLANE := etcd kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy
 
 .PHONY: help
 help: ## list the targets
@@ -24,11 +24,17 @@ help: ## list the targets
 
 ##@ The two commands of the README
 .PHONY: demo
-demo: tools ## start a local control plane, run the webhook, create an annotated pod, print what was injected
+demo: ## Outrigger at work on a local cluster: helm install, an app with https-proxy + topz + config-sync, each one shown working
+	@hack/demo-preflight.sh
+	@$(MAKE) --no-print-directory cluster
 	$(GO) run ./e2e/demo
 
+.PHONY: demo-quick
+demo-quick: tools ## the control plane only (no node, no root): run the webhook, create annotated pods, print what was injected
+	$(GO) run ./e2e/demo/quick
+
 .PHONY: test
-test: deps tools helm ## everything CI runs: gofmt, vet, unit, real peers, e2e through a real API server, images, pods on a real node
+test: deps tools helm ## everything CI runs: gofmt, vet, unit, real peers, e2e through a real API server, images, pods on a real cluster
 	@unformatted=$$($$($(GO) env GOROOT)/bin/gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "not gofmt-formatted (run gofmt -w):" $$unformatted >&2; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
@@ -41,16 +47,8 @@ deps: ## install the Debian packages the tests use (hack/debian-packages.txt)
 	hack/install-deps.sh
 
 .PHONY: tools
-tools: $(addprefix $(BIN)/,$(CONTROL_PLANE)) ## build kube-apiserver, etcd, kubectl and the node components from source into ./bin
-
-$(BIN)/etcd: hack/tools/go.mod hack/tools/go.sum
-	cd hack/tools && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ go.etcd.io/etcd/server/v3
-
-$(BIN)/kube-%: hack/tools/go.mod hack/tools/go.sum
-	cd hack/tools && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34" -o $@ k8s.io/kubernetes/cmd/kube-$*
-
-$(BIN)/kubectl $(BIN)/kubelet: $(BIN)/%: hack/tools/go.mod hack/tools/go.sum
-	cd hack/tools && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34" -o $@ k8s.io/kubernetes/cmd/$*
+tools: ## build the cluster's binaries from source into ./bin (kube-apiserver, etcd, kubectl, controllers, kubelet, kube-proxy)
+	@hack/build-tools.sh $(BIN) $(K8S_VERSION) $(CONTROL_PLANE)
 
 .PHONY: helm
 helm: $(BIN)/helm ## build helm from the Go module proxy into ./bin
@@ -64,37 +62,73 @@ build: ## build the webhook, the CLI and the five sidecars (static binaries) int
 
 ##@ Images (podman, FROM scratch, offline)
 # Each image is built from a context directory holding its static binary; a sidecar that needs more in its
-# context provides sidecars/<name>/image-context.sh, called with the context directory.
+# context provides sidecars/<name>/image-context.sh, called with the context directory. The webhook's and
+# the sidecars' images are tagged with the names the chart and the catalog use (REGISTRY) and with
+# localhost/outrigger; `make images` loads them into the local cluster's node when one runs (`make cluster`).
+REGISTRY := ghcr.io/outrigger-dev
+LOCAL    := localhost/outrigger
+# What the local cluster's node is given: nothing is ever pulled there.
+CLUSTER_IMAGES := $(addprefix $(REGISTRY)/,$(addsuffix :$(VERSION),outrigger-webhook $(SIDECARS))) \
+                  $(addprefix $(LOCAL)/,$(addsuffix :$(VERSION),e2e-app))
+LOCALCLUSTER := $(OUT)/bin/localcluster
+CLUSTER_DIR  := $(OUT)/cluster
+
 .PHONY: images
-images: image-outrigger-webhook $(addprefix image-,$(SIDECARS)) ## build every image with podman
+images: image-outrigger-webhook $(addprefix image-,$(SIDECARS)) image-pause image-coredns image-e2e-app ## build every image with podman (and load them into the local cluster if one runs)
+	@if [ -x $(LOCALCLUSTER) ] && $(LOCALCLUSTER) running --dir $(CLUSTER_DIR); then $(LOCALCLUSTER) load --dir $(CLUSTER_DIR) $(CLUSTER_IMAGES); fi
 
 .PHONY: image-outrigger-webhook
 image-outrigger-webhook:
 	rm -rf $(OUT)/ctx/outrigger-webhook && mkdir -p $(OUT)/ctx/outrigger-webhook
 	$(STATIC) -o $(OUT)/ctx/outrigger-webhook/outrigger-webhook ./cmd/outrigger-webhook
-	podman build -q --pull=never --build-arg VERSION=$(VERSION) -t localhost/outrigger/outrigger-webhook:$(VERSION) -f Dockerfile $(OUT)/ctx/outrigger-webhook
+	podman build -q --pull=never --build-arg VERSION=$(VERSION) -t $(LOCAL)/outrigger-webhook:$(VERSION) -t $(REGISTRY)/outrigger-webhook:$(VERSION) -f Dockerfile $(OUT)/ctx/outrigger-webhook
 
 .PHONY: $(addprefix image-,$(SIDECARS))
 $(addprefix image-,$(SIDECARS)): image-%:
 	rm -rf $(OUT)/ctx/$* && mkdir -p $(OUT)/ctx/$*
 	$(STATIC) -o $(OUT)/ctx/$*/$* ./sidecars/$*
 	if [ -x sidecars/$*/image-context.sh ]; then sidecars/$*/image-context.sh $(OUT)/ctx/$*; fi
-	podman build -q --pull=never --build-arg VERSION=$(VERSION) -t localhost/outrigger/$*:$(VERSION) -f sidecars/$*/Dockerfile $(OUT)/ctx/$*
+	podman build -q --pull=never --build-arg VERSION=$(VERSION) -t $(LOCAL)/$*:$(VERSION) -t $(REGISTRY)/$*:$(VERSION) -f sidecars/$*/Dockerfile $(OUT)/ctx/$*
+
+.PHONY: image-pause
+image-pause: ## the local node's pod sandbox image (e2e/cluster/pause)
+	rm -rf $(OUT)/ctx/pause && mkdir -p $(OUT)/ctx/pause
+	$(STATIC) -o $(OUT)/ctx/pause/pause ./e2e/cluster/pause
+	podman build -q --pull=never --build-arg VERSION=$(VERSION) -t $(LOCAL)/pause:$(VERSION) -f e2e/cluster/pause/Dockerfile $(OUT)/ctx/pause
+
+.PHONY: image-coredns
+image-coredns: ## the local cluster's DNS server: CoreDNS from the Go module proxy (e2e/cluster/coredns)
+	rm -rf $(OUT)/ctx/coredns && mkdir -p $(OUT)/ctx/coredns
+	cd e2e/cluster/coredns && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(OUT)/ctx/coredns/coredns .
+	podman build -q --pull=never --build-arg VERSION=$(VERSION) -t $(LOCAL)/coredns:$(VERSION) -f e2e/cluster/coredns/Dockerfile $(OUT)/ctx/coredns
+
+.PHONY: image-e2e-app
+image-e2e-app: ## the tests' and the demo's app (e2e/node/testapp)
+	rm -rf $(OUT)/ctx/e2e-app && mkdir -p $(OUT)/ctx/e2e-app
+	$(STATIC) -o $(OUT)/ctx/e2e-app/app ./e2e/node/testapp
+	podman build -q --pull=never --build-arg VERSION=$(VERSION) -t $(LOCAL)/e2e-app:$(VERSION) -f e2e/node/testapp/Dockerfile $(OUT)/ctx/e2e-app
 
 .PHONY: test-images
 test-images: images ## build the images and check them: size, non-root, labels, the binary starts
 	OUTRIGGER_IMAGES=1 OUTRIGGER_VERSION=$(VERSION) $(GO) test -count=1 -run TestImages ./e2e/images/
 
-##@ A real node (root: kubelet + containerd + a CNI bridge on this machine)
-.PHONY: image-pause
-image-pause: ## build the local node's pod sandbox image (e2e/cluster/pause) with podman
-	rm -rf $(OUT)/ctx/pause && mkdir -p $(OUT)/ctx/pause
-	$(STATIC) -o $(OUT)/ctx/pause/pause ./e2e/cluster/pause
-	podman build -q --pull=never --build-arg VERSION=$(VERSION) -t localhost/outrigger/pause:$(VERSION) -f e2e/cluster/pause/Dockerfile $(OUT)/ctx/pause
+##@ A local cluster (root: kubelet, containerd, kube-proxy, CoreDNS and a CNI bridge on this machine)
+.PHONY: cluster
+cluster: deps tools helm images $(LOCALCLUSTER) ## start the local cluster in the background (state in _output/cluster) and print the KUBECONFIG line
+	@$(LOCALCLUSTER) up --dir $(CLUSTER_DIR) $(CLUSTER_IMAGES)
+
+.PHONY: cluster-down
+cluster-down: $(LOCALCLUSTER) ## stop the local cluster and put the host back (also after a killed run)
+	@$(LOCALCLUSTER) down --dir $(CLUSTER_DIR)
+
+.PHONY: $(LOCALCLUSTER)
+$(LOCALCLUSTER):
+	@mkdir -p $(OUT)/bin
+	@$(GO) build -o $@ ./e2e/localcluster
 
 .PHONY: test-node
-test-node: tools image-pause image-topz image-https-proxy image-git-sync ## run injected pods for real on a local node (needs root and `make deps`)
-	OUTRIGGER_NODE=1 OUTRIGGER_VERSION=$(VERSION) $(GO) test -count=1 -timeout 10m -v ./e2e/node/
+test-node: tools helm images ## run injected pods for real on a local cluster, the webhook installed by helm (needs root and `make deps`)
+	OUTRIGGER_NODE=1 OUTRIGGER_VERSION=$(VERSION) $(GO) test -count=1 -timeout 20m -v ./e2e/node/
 
 ##@ Benchmarks (not part of test; results go to docs/performance.md)
 .PHONY: bench

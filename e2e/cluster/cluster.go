@@ -50,6 +50,7 @@ type Cluster struct {
 	etcd       *Component
 	apiserver  *Component
 	apiPort    int
+	apiHost    string // the address kube-apiserver listens on
 	restConfig *rest.Config
 	kubeconfig string
 	node       *node // nil without Options.Node
@@ -188,25 +189,31 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	args := []string{
 		"--etcd-servers=http://127.0.0.1:" + strconv.Itoa(etcdPort),
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(c.apiPort),
 		"--cert-dir=" + filepath.Join(c.dir, "apiserver-certs"),
 		"--service-account-key-file=" + saKey,
 		"--service-account-signing-key-file=" + saKey,
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-cluster-ip-range=10.0.0.0/24",
+		"--service-account-issuer=https://kubernetes.default.svc." + ClusterDomain,
+		"--service-cluster-ip-range=" + ServiceCIDR,
 		"--token-auth-file=" + tokens,
 		"--allow-privileged=true",
-		"--endpoint-reconciler-type=none",
 		// Open watches would otherwise hold a stopping API server for up to a minute (RestartAPIServer).
 		"--shutdown-watch-termination-grace-period=2s",
 	}
+	c.apiHost = "127.0.0.1"
 	if c.opts.Node == nil {
-		args = append(args, "--authorization-mode=RBAC",
+		args = append(args, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+			// Nothing could use the kubernetes Service's endpoint: there is no kube-proxy and no pod.
+			"--endpoint-reconciler-type=none",
+			"--authorization-mode=RBAC",
 			// No kube-controller-manager creates default ServiceAccounts in the API-only cluster; CreateNamespace
 			// creates one anyway, so tests do not depend on this flag.
 			"--disable-admission-plugins=ServiceAccount")
 	} else {
+		// Pods reach the API server through the kubernetes Service (KubernetesSvcIP:443), whose endpoint the
+		// API server keeps at its advertise address: the host's address on the pod bridge, where it listens.
+		c.apiHost = BridgeIP
+		args = append(args, "--bind-address="+BridgeIP, "--advertise-address="+BridgeIP)
 		// With a node, kube-controller-manager creates ServiceAccounts and the ServiceAccount admission plugin
 		// is on (pods get their token volume, as in a real cluster); the Node authorizer judges the kubelet.
 		nodeArgs, err := c.prepareNode(pki, tokens)
@@ -225,7 +232,7 @@ func (c *Cluster) start(ctx context.Context) error {
 		return err
 	}
 	c.restConfig = &rest.Config{
-		Host:            "https://127.0.0.1:" + strconv.Itoa(c.apiPort),
+		Host:            "https://" + net.JoinHostPort(c.apiHost, strconv.Itoa(c.apiPort)),
 		BearerToken:     adminToken,
 		TLSClientConfig: rest.TLSClientConfig{CAFile: filepath.Join(c.dir, "apiserver-certs", "apiserver.crt")},
 		QPS:             200, Burst: 400,
@@ -246,7 +253,7 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		return err
 	}
 	h := http.Header{"Authorization": []string{"Bearer " + adminToken}}
-	return waitHTTP(ctx, c.apiserver, fmt.Sprintf("https://127.0.0.1:%d/readyz", c.apiPort), h, 60*time.Second)
+	return waitHTTP(ctx, c.apiserver, fmt.Sprintf("https://%s/readyz", net.JoinHostPort(c.apiHost, strconv.Itoa(c.apiPort))), h, 60*time.Second)
 }
 
 // RESTConfig is a cluster-admin client configuration (a copy: change it freely).
@@ -309,8 +316,8 @@ func (c *Cluster) RestartAPIServer(t testing.TB) {
 	}
 }
 
-// Stop stops the node first if there is one (see stopNode), then kube-apiserver, then etcd (the other order
-// can hang the API server's shutdown).
+// Stop stops the node's processes first if there is one (see stopNode), then kube-apiserver, then etcd (the
+// other order can hang the API server's shutdown), then puts the host back (restoreHost).
 func (c *Cluster) Stop() error {
 	var errs []error
 	errs = append(errs, c.stopNode())
@@ -319,6 +326,8 @@ func (c *Cluster) Stop() error {
 			errs = append(errs, comp.Stop())
 		}
 	}
+	// Last: the API server listens on the bridge's address until it has stopped.
+	errs = append(errs, c.restoreHost())
 	return errors.Join(errs...)
 }
 

@@ -35,16 +35,23 @@ const nodeToken = "outrigger-e2e-node-token"
 // bridgeName is the CNI bridge on the host; the node refuses to start when it exists already.
 const bridgeName = "cni0"
 
-// NodeOptions turn the control plane into a one-node cluster that runs pods for real:
+// NodeOptions turn the control plane into a complete one-node cluster that runs pods for real:
 // kube-controller-manager, kube-scheduler, containerd (the Debian package, run with its own root, state and
-// socket under the cluster directory), a CNI bridge and the kubelet, all as root on this machine.
+// socket under the cluster directory), a CNI bridge, the kubelet, kube-proxy (Service ClusterIPs, for pods
+// and for the API server calling webhooks through their Service) and CoreDNS behind the kube-dns Service
+// (cluster.local names, StatefulSet pods' names), all as root on this machine.
 //
-// The node changes the host while it runs (the bridge cni0, kubepods cgroups, three sysctls the kubelet
-// sets, a few directories under /var and /run); Stop puts back what it found. Only one node can run on a
-// machine at a time: the bridge name and the pod subnet are fixed.
+// The node changes the host while it runs (the bridge cni0 and a route for ServiceCIDR onto it, kubepods
+// cgroups, IPv4 forwarding limited to the bridge by an iptables guard, kube-proxy's iptables chains, the
+// sysctls the kubelet sets, a few directories under /var and /run); it records what it found in
+// hostRecordPath first, and Stop puts it back. A node killed before its teardown is put back by the next
+// start, or by RecoverHost (`make cluster-down`). Only one node can run on a machine at a time: the bridge
+// name and the pod subnet are fixed.
 type NodeOptions struct {
 	// SandboxImage is the pause image in podman's store (DefaultSandboxImage when empty).
 	SandboxImage string
+	// DNSImage is the CoreDNS image in podman's store (DefaultDNSImage when empty).
+	DNSImage string
 	// Images are copied from podman's store into the node's containerd (namespace k8s.io) before the node
 	// is ready, so pods run them with imagePullPolicy Never or IfNotPresent. LoadImages adds more later.
 	Images []string
@@ -56,16 +63,17 @@ type node struct {
 	dir                         string
 	socket                      string // containerd's gRPC socket
 	kcm, scheduler              *Component
-	containerd, kubelet         *Component
+	containerd, kubelet, proxy  *Component
 	kubeletPort, kubeletHealthz int
 	kcmPort, schedulerPort      int
 	host                        *hostState
-	stopped                     bool
+	stopped, restored           bool
 }
 
 // nodeBinaries are the programs the node needs from PATH, with the Debian package that has each.
 var nodeBinaries = [][2]string{
 	{"containerd", "containerd"}, {"ctr", "containerd"}, {"runc", "runc"}, {"podman", "podman"}, {"ip", "iproute2"},
+	{"iptables", "iptables"}, {"iptables-restore", "iptables"},
 }
 
 // prepareNode writes what the API server needs to know about the node before it starts (the kubelet's
@@ -74,7 +82,7 @@ func (c *Cluster) prepareNode(pki, tokens string) ([]string, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the local node runs containers and changes the host's network: run as root")
 	}
-	for _, b := range []string{"kube-controller-manager", "kube-scheduler", "kubelet"} {
+	for _, b := range []string{"kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"} {
 		if _, err := os.Stat(filepath.Join(c.opts.BinDir, b)); err != nil {
 			return nil, fmt.Errorf("%s not found in %s: run `make tools` (it builds the node components from source)", b, c.opts.BinDir)
 		}
@@ -89,8 +97,37 @@ func (c *Cluster) prepareNode(pki, tokens string) ([]string, error) {
 			return nil, fmt.Errorf("CNI plugin %s not found: run `make deps` (Debian package containernetworking-plugins)", d)
 		}
 	}
+	// A node that was killed before its teardown left its record: put the host back first.
+	if recovered, err := RecoverHost(); err != nil {
+		return nil, fmt.Errorf("putting back what an earlier local node left on the host: %w", err)
+	} else if recovered {
+		c.opts.Log("put back what an earlier local node, stopped without its teardown, left on the host")
+	}
 	if _, err := net.InterfaceByName(bridgeName); err == nil {
-		return nil, fmt.Errorf("the bridge %s exists already: another local node is running, or a crashed one left it (`ip link delete %s` once nothing uses it)", bridgeName, bridgeName)
+		return nil, fmt.Errorf("the bridge %s exists already and no local node's record says it made it: something else uses it (`ip link delete %s` once nothing does)", bridgeName, bridgeName)
+	}
+	n := &node{opts: *c.opts.Node, dir: filepath.Join(c.dir, "node")}
+	if n.opts.SandboxImage == "" {
+		n.opts.SandboxImage = DefaultSandboxImage
+	}
+	if n.opts.DNSImage == "" {
+		n.opts.DNSImage = DefaultDNSImage
+	}
+	c.node = n
+	if err := os.MkdirAll(n.dir, 0o755); err != nil {
+		return nil, err
+	}
+	// unix socket paths are limited to 107 bytes.
+	n.socket = filepath.Join(n.dir, "containerd.sock")
+	if len(n.socket) > 100 {
+		return nil, fmt.Errorf("containerd's socket path %s is too long for a unix socket: use a shorter cluster directory", n.socket)
+	}
+	var err error
+	if n.host, err = recordHost(n.dir, n.socket, filepath.Join(c.opts.BinDir, "kube-proxy")); err != nil {
+		return nil, err
+	}
+	if err := setupHostNetwork(); err != nil {
+		return nil, fmt.Errorf("preparing the pod network on the host: %w", err)
 	}
 	f, err := os.OpenFile(tokens, os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -120,27 +157,12 @@ func (c *Cluster) prepareNode(pki, tokens string) ([]string, error) {
 // and waits until the node is Ready, untainted, and the default ServiceAccount exists.
 func (c *Cluster) startNode(ctx context.Context) error {
 	start := time.Now()
-	n := &node{opts: *c.opts.Node, dir: filepath.Join(c.dir, "node")}
-	if n.opts.SandboxImage == "" {
-		n.opts.SandboxImage = DefaultSandboxImage
-	}
-	c.node = n
-	if err := os.MkdirAll(n.dir, 0o755); err != nil {
-		return err
-	}
-	// unix socket paths are limited to 107 bytes.
-	n.socket = filepath.Join(n.dir, "containerd.sock")
-	if len(n.socket) > 100 {
-		return fmt.Errorf("containerd's socket path %s is too long for a unix socket: use a shorter cluster directory", n.socket)
-	}
+	n := c.node
 	ports, err := freePorts(4)
 	if err != nil {
 		return err
 	}
 	n.kubeletPort, n.kubeletHealthz, n.kcmPort, n.schedulerPort = ports[0], ports[1], ports[2], ports[3]
-	if n.host, err = recordHost(); err != nil {
-		return err
-	}
 
 	if err := c.startControllers(); err != nil {
 		return err
@@ -148,13 +170,16 @@ func (c *Cluster) startNode(ctx context.Context) error {
 	if err := n.startContainerd(ctx); err != nil {
 		return err
 	}
-	images := append([]string{n.opts.SandboxImage}, n.opts.Images...)
+	images := append([]string{n.opts.SandboxImage, n.opts.DNSImage}, n.opts.Images...)
 	loading := time.Now()
 	if err := c.LoadImages(ctx, images...); err != nil {
 		return err
 	}
 	c.opts.Log("loaded %d images from podman into containerd in %s", len(images), time.Since(loading).Round(time.Millisecond))
 	if err := c.startKubelet(ctx); err != nil {
+		return err
+	}
+	if err := c.startKubeProxy(ctx); err != nil {
 		return err
 	}
 	for _, p := range []struct {
@@ -169,6 +194,11 @@ func (c *Cluster) startNode(ctx context.Context) error {
 		return err
 	}
 	c.opts.Log("node %s ready %s after the control plane (pods on %s, containerd %s)", NodeName, time.Since(start).Round(time.Millisecond), PodSubnet, n.socket)
+	dns := time.Now()
+	if err := c.startDNS(ctx); err != nil {
+		return err
+	}
+	c.opts.Log("cluster DNS (CoreDNS behind kube-dns %s) answers %s after the node", ClusterDNS, time.Since(dns).Round(time.Millisecond))
 	return nil
 }
 
@@ -219,7 +249,7 @@ func (c *Cluster) waitNodeReady(ctx context.Context, timeout time.Duration) erro
 	deadline := time.Now().Add(timeout)
 	last := errors.New("not checked yet")
 	for time.Now().Before(deadline) {
-		for _, comp := range []*Component{c.node.kubelet, c.node.kcm, c.node.scheduler, c.node.containerd} {
+		for _, comp := range []*Component{c.node.kubelet, c.node.kcm, c.node.scheduler, c.node.containerd, c.node.proxy} {
 			if !running(comp) {
 				return fmt.Errorf("%s exited: %v\n--- %s (last lines) ---\n%s", comp.Name, comp.err, comp.LogPath, comp.LogTail(30))
 			}
@@ -272,17 +302,32 @@ func (c *Cluster) LoadImages(ctx context.Context, refs ...string) error {
 	if c.node == nil {
 		return errors.New("LoadImages needs a node: start the cluster with Options.Node")
 	}
+	return c.node.loadImages(ctx, refs)
+}
+
+// LoadImagesInto is LoadImages for the node of the cluster running in dir (Options.Dir), from another
+// process: `make images` while `make cluster` runs.
+func LoadImagesInto(ctx context.Context, dir string, refs ...string) error {
+	n := &node{dir: filepath.Join(dir, "node")}
+	n.socket = filepath.Join(n.dir, "containerd.sock")
+	if _, err := os.Stat(n.socket); err != nil {
+		return fmt.Errorf("no node's containerd in %s: %w", dir, err)
+	}
+	return n.loadImages(ctx, refs)
+}
+
+func (n *node) loadImages(ctx context.Context, refs []string) error {
 	for _, ref := range refs {
 		if err := podman(ctx, "image", "exists", ref); err != nil {
-			return fmt.Errorf("image %s is not in podman's store: build it first (`make images image-pause`)", ref)
+			return fmt.Errorf("image %s is not in podman's store: build it first (`make images`)", ref)
 		}
 	}
-	archive := filepath.Join(c.node.dir, fmt.Sprintf("images-%d.tar", time.Now().UnixNano()))
+	archive := filepath.Join(n.dir, fmt.Sprintf("images-%d.tar", time.Now().UnixNano()))
 	defer os.Remove(archive)
 	if err := podman(ctx, append([]string{"save", "-q", "--multi-image-archive", "--format=docker-archive", "-o", archive}, refs...)...); err != nil {
 		return fmt.Errorf("saving images %v: %w", refs, err)
 	}
-	if out, err := c.node.ctr(ctx, "images", "import", archive); err != nil {
+	if out, err := n.ctr(ctx, "images", "import", archive); err != nil {
 		return fmt.Errorf("importing images %v into containerd: %w\n%s", refs, err, out)
 	}
 	return nil
@@ -311,10 +356,11 @@ func (n *node) ctr(ctx context.Context, args ...string) (string, error) {
 	return string(out), err
 }
 
-// stopNode tears the node down in the order that leaves nothing behind: controllers and scheduler (so that
-// nothing re-creates pods), the pods (the kubelet stops their containers and tears their network down),
-// the kubelet, any sandbox left over, containerd, then the host: mounts, the bridge, the kubepods cgroups,
-// the sysctls and the directories the node created. The API server and etcd stop after it (Stop).
+// stopNode stops the node's processes in the order that leaves nothing behind: controllers and scheduler
+// (so that nothing re-creates pods), the pods (the kubelet stops their containers and tears their network
+// down), the kubelet and kube-proxy, any sandbox left over, containerd. The API server and etcd stop after
+// it, and then restoreHost puts back the mounts, the bridge, iptables, the kubepods cgroups, the sysctls and
+// the directories the node created (Stop).
 func (c *Cluster) stopNode() error {
 	n := c.node
 	if n == nil || n.stopped {
@@ -326,15 +372,22 @@ func (c *Cluster) stopNode() error {
 	if running(n.kubelet) && c.restConfig != nil {
 		errs = append(errs, c.deleteAllPods(30*time.Second))
 	}
-	errs = append(errs, n.kubelet.Stop())
+	errs = append(errs, n.kubelet.Stop(), n.proxy.Stop())
 	if running(n.containerd) {
 		errs = append(errs, n.removeLeftoverContainers())
 	}
 	errs = append(errs, n.containerd.Stop())
-	if n.host != nil {
-		errs = append(errs, n.host.restore(n.dir, n.socket))
-	}
 	return errors.Join(errs...)
+}
+
+// restoreHost undoes what the node changed on the host (hostState.restore), once its processes and the API
+// server have stopped.
+func (c *Cluster) restoreHost() error {
+	if c.node == nil || c.node.host == nil || c.node.restored {
+		return nil
+	}
+	c.node.restored = true
+	return c.node.host.restore()
 }
 
 // running is Component.Running for a component that may not have been created (a start that failed early).

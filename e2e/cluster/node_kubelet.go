@@ -37,6 +37,10 @@ func (c *Cluster) startKubelet(ctx context.Context) error {
 			return err
 		}
 	}
+	resolvConf := filepath.Join(n.dir, "resolv.conf")
+	if err := os.WriteFile(resolvConf, []byte("nameserver "+ClusterDNS+"\n"), 0o644); err != nil {
+		return err
+	}
 	one := "1%"
 	config := map[string]any{
 		"apiVersion":               "kubelet.config.k8s.io/v1beta1",
@@ -64,7 +68,11 @@ func (c *Cluster) startKubelet(ctx context.Context) error {
 		"imageGCHighThresholdPercent": 100,
 		"imageGCLowThresholdPercent":  99,
 		"serializeImagePulls":         false,
-		"clusterDomain":               "cluster.local",
+		"clusterDomain":               ClusterDomain,
+		"clusterDNS":                  []string{ClusterDNS},
+		// Pods with dnsPolicy Default (CoreDNS itself) get this file, not the host's: no pod ever asks a
+		// name server beyond this machine.
+		"resolvConf": resolvConf,
 		// Only the API server, with its client certificate, may use the kubelet's API.
 		"authentication": map[string]any{
 			"anonymous": map[string]any{"enabled": false},

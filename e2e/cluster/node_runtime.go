@@ -52,9 +52,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 `
 }
 
-// cniBridgeConfig is the pod network: the bridge cni0 with the gateway 10.244.0.1, host-local addresses
-// from PodSubnet (its state under dir), no masquerading and no routes beyond the subnet, so pods reach only
-// each other and the host.
+// cniBridgeConfig is the pod network: the bridge cni0 with the gateway BridgeIP, host-local addresses
+// from PodSubnet (its state under dir) and no masquerading. Pods reach each other, the host, and Service
+// addresses (kube-proxy rewrites those to pods or to the API server); the host forwards nothing beyond the
+// bridge (setupHostNetwork's guard).
 func cniBridgeConfig(dir string) ([]byte, error) {
 	return json.MarshalIndent(map[string]any{
 		"cniVersion": "0.4.0",
@@ -64,9 +65,15 @@ func cniBridgeConfig(dir string) ([]byte, error) {
 			"bridge":    bridgeName,
 			"isGateway": true,
 			"ipMasq":    false,
+			// A pod that reaches itself through its Service: kube-proxy sends the packet back out of the
+			// port it came in on.
+			"hairpinMode": true,
 			"ipam": map[string]any{
-				"type":    "host-local",
-				"ranges":  [][]map[string]string{{{"subnet": PodSubnet, "gateway": "10.244.0.1"}}},
+				"type":   "host-local",
+				"ranges": [][]map[string]string{{{"subnet": PodSubnet, "gateway": BridgeIP}}},
+				// The only route beyond the subnet: Service addresses, through the host (kube-proxy). Pods get
+				// no default route.
+				"routes":  []map[string]string{{"dst": ServiceCIDR}},
 				"dataDir": filepath.Join(dir, "cni", "ipam"),
 			},
 		}},

@@ -18,8 +18,8 @@ import (
 
 // TestGitSyncFollowsTheRepository injects git-sync into a pod and shows the app reading the repository's
 // files from the shared volume, then a new commit arriving there. The repository is a bare repository on the
-// host, served over git's "dumb HTTP" protocol by a second pod (the test app serving a hostPath volume), so
-// every request stays on the node's bridge.
+// host, served over git's "dumb HTTP" protocol by a second pod (the test app serving a hostPath volume)
+// behind a Service, which git-sync reaches by its DNS name.
 func TestGitSyncFollowsTheRepository(t *testing.T) {
 	requireNode(t)
 	ctx := context.Background()
@@ -28,26 +28,8 @@ func TestGitSyncFollowsTheRepository(t *testing.T) {
 	repo := newRepository(t, "v1\n")
 	cs := env.cluster.Client().CoreV1().Pods(ns)
 
-	// The git server: not injected, reads the repository through a hostPath volume.
-	server := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "git-server", Labels: map[string]string{"outrigger.dev/injection": "disabled"}},
-		Spec: corev1.PodSpec{
-			Containers: []corev1.Container{{
-				Name: "http", Image: env.appRef, ImagePullPolicy: corev1.PullNever,
-				Args:         []string{"-listen=:8000", "-name=git-server", "-files=/srv"},
-				VolumeMounts: []corev1.VolumeMount{{Name: "repo", MountPath: "/srv", ReadOnly: true}},
-			}},
-			Volumes: []corev1.Volume{{Name: "repo", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: filepath.Dir(repo.bare)}}}},
-		},
-	}
+	repoURL := serveRepository(t, ns, repo)
 	defer dumpPod(t, ns, "git-server")
-	serverCreated := time.Now()
-	if _, err := cs.Create(ctx, server, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	serverReady := waitPod(t, ns, "git-server", time.Minute, podReady)
-	t.Logf("timing: a one-container pod without sidecars created → Ready %s", serverReady.Sub(serverCreated).Round(time.Millisecond))
-	repoURL := "http://" + net.JoinHostPort(podIP(t, ns, "git-server"), "8000") + "/files/" + filepath.Base(repo.bare)
 
 	site := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "site", Annotations: map[string]string{

@@ -1,7 +1,10 @@
-// Package node proves Outrigger's sidecars on a real node: pods created through kube-apiserver, mutated by
-// the real outrigger-webhook process, scheduled by kube-scheduler and run by the kubelet with containerd and
-// runc from the images `make images` built with podman. Traffic goes only to loopback and to pod IPs on the
-// node's own bridge (cluster.PodSubnet).
+// Package node proves Outrigger the way users run it: on a complete one-node cluster (e2e/cluster with a
+// node: kubelet, containerd, kube-proxy, CoreDNS), Outrigger installed by `helm install` from
+// charts/outrigger — the webhook runs as the chart's Deployment from its own image, the API server calls it
+// through the chart's Service, its certificates come from the self-managed rotator — and pods created
+// through kube-apiserver, scheduled by kube-scheduler and run by the kubelet from the images `make images`
+// built with podman, under the names the chart and the catalog use (nothing is pulled). Traffic goes only to
+// loopback, to pod IPs on the node's own bridge (cluster.PodSubnet) and to the cluster's Service addresses.
 //
 // It needs root, the node's Debian packages and the images: run it through `make test-node`, which builds
 // them first and sets OUTRIGGER_NODE=1 (without it every test skips, so `go test ./...` stays API-only).
@@ -9,6 +12,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -18,27 +22,32 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/outrigger-dev/outrigger/e2e/cluster"
 )
 
-const injectorNamespace = "outrigger-system"
+// The release every test runs against: what the README's install command creates.
+const (
+	release           = "outrigger"
+	injectorNamespace = "outrigger-system"
+)
 
-// env is what TestMain starts for every test: one node, one webhook.
+// env is what TestMain starts for every test: one cluster, Outrigger installed in it by helm.
 var env struct {
 	skip    string
 	dir     string // the run's directory, removed after the node's teardown
 	version string
 	cluster *cluster.Cluster
-	hook    *cluster.Webhook
 	appRef  string
+	root    string // the repository
+	helm    string
+	kubectl string
 }
 
-// image is the reference of one of the project's images at the version under test.
-func image(name string) string { return "localhost/outrigger/" + name + ":" + env.version }
+// image is the reference of one of the project's images as the chart and the catalog name it.
+func image(name string) string { return "ghcr.io/outrigger-dev/" + name + ":" + env.version }
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
@@ -51,13 +60,25 @@ func runMain(m *testing.M) int {
 	if env.version == "" {
 		env.version = "0.1.0"
 	}
-	env.appRef = image("e2e-app")
+	env.appRef = "localhost/outrigger/e2e-app:" + env.version
 	ctx := context.Background()
+	fail := func(err error) int {
+		fmt.Fprintf(os.Stderr, "node e2e setup: %v\n", err)
+		return 1
+	}
+	var err error
+	if env.root, err = cluster.RepoRoot(); err != nil {
+		return fail(err)
+	}
+	bin := os.Getenv("OUTRIGGER_BIN_DIR")
+	if bin == "" {
+		bin = filepath.Join(env.root, "bin")
+	}
+	env.helm, env.kubectl = filepath.Join(bin, "helm"), filepath.Join(bin, "kubectl")
 	// Short: containerd's socket lives under it (unix socket paths are limited to 107 bytes).
 	dir, err := os.MkdirTemp("", "outrigger-node-")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return fail(err)
 	}
 	env.dir = dir
 	keep := os.Getenv("OUTRIGGER_KEEP") != ""
@@ -68,115 +89,104 @@ func runMain(m *testing.M) int {
 		}
 		os.RemoveAll(dir)
 	}()
-	fail := func(err error) int {
-		fmt.Fprintf(os.Stderr, "node e2e setup: %v\n", err)
-		return 1
+	// helm keeps a cache and config; keep them out of $HOME.
+	for k, sub := range map[string]string{"HELM_CACHE_HOME": "helm-cache", "HELM_CONFIG_HOME": "helm-config", "HELM_DATA_HOME": "helm-data"} {
+		os.Setenv(k, filepath.Join(dir, sub))
 	}
-	setup := time.Now()
-	if err := buildAppImage(ctx, filepath.Join(dir, "app"), env.appRef); err != nil {
-		return fail(err)
-	}
-	fmt.Fprintf(os.Stderr, "timing: test app image built in %s\n", time.Since(setup).Round(time.Millisecond))
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "cluster: "+format+"\n", args...) }
+	images := []string{env.appRef, image("outrigger-webhook")}
+	for _, s := range []string{"https-proxy", "topz", "config-sync", "git-sync", "shard-ambassador"} {
+		images = append(images, image(s))
+	}
 	start := time.Now()
-	c, err := cluster.New(ctx, cluster.Options{
-		Dir: filepath.Join(dir, "c"),
-		Log: logf,
-		Node: &cluster.NodeOptions{
-			SandboxImage: image("pause"),
-			Images:       []string{image("topz"), image("https-proxy"), image("git-sync"), env.appRef},
-		},
-	})
+	c, err := cluster.New(ctx, cluster.Options{Dir: filepath.Join(dir, "c"), Log: logf, Node: &cluster.NodeOptions{Images: images}})
 	if err != nil {
 		return fail(err)
 	}
-	fmt.Fprintf(os.Stderr, "timing: start to node Ready (etcd, kube-apiserver, controllers, containerd, 5 images loaded, kubelet): %s\n", time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "timing: start to cluster ready (control plane, node, kube-proxy, %d images loaded, CoreDNS answering): %s\n", len(images)+2, time.Since(start).Round(time.Millisecond))
 	env.cluster = c
 	defer func() {
 		stopStart := time.Now()
 		if err := c.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "stopping the node: %v\n", err)
+			fmt.Fprintf(os.Stderr, "stopping the cluster: %v\n", err)
 			keep = true // mounts may be left under it: do not remove through them
 			return
 		}
 		fmt.Fprintf(os.Stderr, "timing: ordered teardown %s\n", time.Since(stopStart).Round(time.Millisecond))
 	}()
 
-	setup = time.Now()
-	if err := startWebhook(ctx, c, dir); err != nil {
+	start = time.Now()
+	if err := installOutrigger(ctx); err != nil {
 		return fail(err)
 	}
-	fmt.Fprintf(os.Stderr, "timing: webhook built, started and called by the API server in %s\n", time.Since(setup).Round(time.Millisecond))
-	defer env.hook.Stop()
+	fmt.Fprintf(os.Stderr, "timing: helm install → 2 webhook replicas Ready, caBundle set, a pod injected through the Service: %s\n", time.Since(start).Round(time.Millisecond))
 	return m.Run()
 }
 
-// buildAppImage builds ./testapp statically and makes the FROM-scratch image ref from it with podman.
-func buildAppImage(ctx context.Context, ctxDir, ref string) error {
-	root, err := cluster.RepoRoot()
+// installOutrigger runs the README's install command (self-managed certificates) and waits until the API
+// server injects a dry-run pod through the chart's Service.
+func installOutrigger(ctx context.Context) error {
+	out, err := runCmd(env.helm, "install", release, filepath.Join(env.root, "charts", "outrigger"), "-n", injectorNamespace, "--create-namespace",
+		"--set", "certificates.mode=self-managed", "--wait", "--timeout", "3m", "--kubeconfig", env.cluster.Kubeconfig())
 	if err != nil {
-		return err
+		return fmt.Errorf("helm install: %v\n%s", err, out)
 	}
-	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
-		return err
-	}
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(ctxDir, "app"), "./e2e/node/testapp")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building the test app: %w\n%s", err, out)
-	}
-	img := exec.CommandContext(ctx, "podman", "build", "-q", "--pull=never", "-t", ref, "-f", filepath.Join(root, "e2e", "node", "testapp", "Dockerfile"), ctxDir)
-	img.Env = os.Environ()
-	if os.Getenv("CONTAINERS_CONF") == "" {
-		img.Env = append(img.Env, "CONTAINERS_CONF="+filepath.Join(root, "hack", "podman", "containers.conf"))
-	}
-	if out, err := img.CombinedOutput(); err != nil {
-		return fmt.Errorf("podman build %s: %w\n%s", ref, err, out)
-	}
-	return nil
+	return waitInjecting(ctx, "webhook-probe", 60*time.Second)
 }
 
-// startWebhook runs the real outrigger-webhook binary on the host, configured for the local images, and
-// registers it; it returns once the API server calls it for a new namespace.
-func startWebhook(ctx context.Context, c *cluster.Cluster, dir string) error {
-	bin, err := cluster.BuildWebhook(dir)
-	if err != nil {
+// waitInjecting creates namespace ns and waits until a server-side dry-run pod created there comes back
+// with topz injected.
+func waitInjecting(ctx context.Context, ns string, timeout time.Duration) error {
+	if err := env.cluster.EnsureNamespace(ctx, ns, nil, nil); err != nil {
 		return err
 	}
-	config := filepath.Join(dir, "webhook-config.yaml")
-	yaml := fmt.Sprintf("images:\n  registry: localhost/outrigger\n  tag: %q\n  pullPolicy: Never\n", env.version)
-	if err := os.WriteFile(config, []byte(yaml), 0o644); err != nil {
-		return err
-	}
-	if err := c.EnsureNamespace(ctx, injectorNamespace, nil, nil); err != nil {
-		return err
-	}
-	env.hook, err = c.StartWebhook(ctx, cluster.WebhookOptions{Binary: bin, ConfigFile: config, Namespace: injectorNamespace})
-	if err != nil {
-		return err
-	}
-	if err := c.Register(ctx, env.hook.Configuration("outrigger", admissionregistrationv1.Fail, injectorNamespace)); err != nil {
-		return err
-	}
-	if err := c.EnsureNamespace(ctx, "webhook-probe", nil, nil); err != nil {
-		return err
-	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(timeout)
 	for {
-		probe := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: "probe", Annotations: map[string]string{"outrigger.dev/inject": "topz"}},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: env.appRef}}},
-		}
-		pod, err := c.Client().CoreV1().Pods("webhook-probe").Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		if err == nil && len(pod.Spec.InitContainers) == 1 {
+		pod, err := env.cluster.CreatePod(ctx, ns, cluster.AppPod("probe", map[string]string{"outrigger.dev/inject": "topz"}), true)
+		if err == nil && len(cluster.NativeSidecars(pod)) == 1 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the API server does not call the webhook after 30s (%v)\n--- webhook log ---\n%s", err, env.hook.LogTail(20))
+			logs, _ := runCmd(env.kubectl, "--kubeconfig", env.cluster.Kubeconfig(), "-n", injectorNamespace, "logs", "deploy/outrigger-webhook", "--tail=20")
+			return fmt.Errorf("the API server does not inject through the webhook after %s (%v)\n--- webhook log ---\n%s", timeout, err, logs)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// runCmd runs a command with a 5-minute limit and returns its combined output.
+func runCmd(name string, args ...string) (string, error) { return runCmdIn("", name, args...) }
+
+// runCmdIn is runCmd with stdin as the command's standard input.
+func runCmdIn(stdin, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// helm runs helm against the cluster and fails the test on error.
+func helm(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := runCmd(env.helm, append(args, "--kubeconfig", env.cluster.Kubeconfig())...)
+	if err != nil {
+		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// kubectl runs kubectl against the cluster and fails the test on error.
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := runCmd(env.kubectl, append([]string{"--kubeconfig", env.cluster.Kubeconfig()}, args...)...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
 }
 
 // requireNode skips the test outside `make test-node`.

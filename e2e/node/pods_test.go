@@ -250,6 +250,24 @@ func get(t *testing.T, client *http.Client, url string) string {
 	return string(body)
 }
 
+// getErr GETs url with client (nil: plain HTTP with a 5 s timeout) and returns the body, or an error unless
+// it answered 200.
+func getErr(client *http.Client, url string) (string, error) {
+	if client == nil {
+		client = &http.Client{Timeout: 5 * time.Second}
+	}
+	resp, err := client.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return string(body), err
+}
+
 // startupProbeFailures counts the kubelet's "Startup probe failed" events for the pod.
 func startupProbeFailures(t *testing.T, ns, name string) int {
 	t.Helper()

@@ -5,6 +5,13 @@
 //	GET /healthz 200, or 503 while -gate is closed
 //	POST /open   opens the gate (/healthz answers 200 from then on)
 //	GET /files/  the files under -files, if set (also a "dumb HTTP" git server for a bare repository)
+//	GET /config  the -config file as the app last read it (at start, on SIGHUP or POST /reload), and how
+//	             many times it reloaded
+//	POST /reload reads the -config file again
+//	GET /resolve?name=N  N's addresses from the pod's resolver (cluster DNS), one per line
+//	-exit-after  makes it a Job's work: it serves, then exits 0 after the duration
+//	GET /kube    the API server's /version through the kubernetes Service, verified with the pod's
+//	             service account CA and authenticated with its token
 //
 // -check records whether a native sidecar was already serving when the kubelet started the app, which is
 // what the sidecar's startupProbe is meant to guarantee; -gate makes a sidecar whose startupProbe fails
@@ -13,13 +20,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -31,10 +43,17 @@ func main() {
 	gate := flag.Bool("gate", false, "answer /healthz with 503 until POST /open")
 	check := flag.String("check", "", "comma list of URLs to GET once at start; / reports what they answered")
 	files := flag.String("files", "", "directory served read-only under /files/")
+	configPath := flag.String("config", "", "config file the app reads at start and reloads on SIGHUP or POST /reload")
+	exitAfter := flag.Duration("exit-after", 0, "exit 0 after this long (a Job's work); 0 serves until SIGTERM")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if *exitAfter > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *exitAfter)
+		defer cancel()
+	}
 
 	var atStart strings.Builder
 	for _, url := range strings.Split(*check, ",") {
@@ -59,6 +78,36 @@ func main() {
 	mux.HandleFunc("POST /open", func(w http.ResponseWriter, r *http.Request) {
 		open.Store(true)
 		w.WriteHeader(http.StatusNoContent)
+	})
+	conf := &config{path: *configPath}
+	conf.load()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			conf.load()
+		}
+	}()
+	mux.HandleFunc("GET /config", func(w http.ResponseWriter, r *http.Request) { conf.write(w) })
+	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, r *http.Request) {
+		conf.load()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /resolve", func(w http.ResponseWriter, r *http.Request) {
+		addrs, err := net.DefaultResolver.LookupHost(r.Context(), r.URL.Query().Get("name"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		fmt.Fprintln(w, strings.Join(addrs, "\n"))
+	})
+	mux.HandleFunc("GET /kube", func(w http.ResponseWriter, r *http.Request) {
+		status, body, err := kubeVersion(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		fmt.Fprintf(w, "%d %s", status, body)
 	})
 	if *files != "" {
 		mux.Handle("GET /files/", http.StripPrefix("/files/", http.FileServer(http.Dir(*files))))
@@ -85,4 +134,59 @@ func probe(url string) string {
 	}
 	resp.Body.Close()
 	return fmt.Sprint(resp.StatusCode)
+}
+
+// config is the app's config file as it last read it.
+type config struct {
+	path    string
+	mu      sync.Mutex
+	content string
+	reloads int
+}
+
+func (c *config) load() {
+	if c.path == "" {
+		return
+	}
+	data, err := os.ReadFile(c.path)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		c.content = "error: " + err.Error()
+	} else {
+		c.content = string(data)
+	}
+	c.reloads++
+}
+
+func (c *config) write(w http.ResponseWriter) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fmt.Fprintf(w, "loads: %d\n%s", c.reloads, c.content)
+}
+
+// kubeVersion asks the API server for /version as a pod does: the kubernetes Service's name, the service
+// account's CA and token.
+func kubeVersion(ctx context.Context) (int, string, error) {
+	const sa = "/var/run/secrets/kubernetes.io/serviceaccount/"
+	ca, err := os.ReadFile(sa + "ca.crt")
+	if err != nil {
+		return 0, "", err
+	}
+	token, err := os.ReadFile(sa + "token")
+	if err != nil {
+		return 0, "", err
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://kubernetes.default.svc/version", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, string(body), err
 }

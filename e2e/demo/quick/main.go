@@ -1,7 +1,8 @@
-// Command demo runs Outrigger's main job end to end on a fresh machine, with the built-in catalog and no
-// config file: it starts a local control plane (etcd + kube-apiserver from ./bin), builds and runs the
-// webhook with a fresh serving certificate, registers it, creates annotated pods through the API server and
-// prints what was injected. `make demo` runs it; it needs no existing cluster.
+// Command quick is `make demo-quick`: Outrigger's main job on a machine that cannot run a node (not root,
+// no podman), with the built-in catalog and no config file. It starts a local control plane (etcd +
+// kube-apiserver from ./bin), builds and runs the webhook with a fresh serving certificate, registers it,
+// creates annotated pods through the API server and prints what was injected. It needs no existing
+// cluster and leaves nothing behind; `make demo` shows the sidecars at work on a complete cluster instead.
 package main
 
 import (
