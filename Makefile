@@ -129,6 +129,7 @@ $(LOCALCLUSTER):
 .PHONY: test-node
 test-node: tools helm images ## run injected pods for real on a local cluster, the webhook installed by helm (needs root and `make deps`)
 	OUTRIGGER_NODE=1 OUTRIGGER_VERSION=$(VERSION) $(GO) test -count=1 -timeout 20m -v ./e2e/node/
+	OUTRIGGER_NODE=1 $(GO) test -count=1 -timeout 10m -v ./e2e/localcluster/
 
 ##@ Benchmarks (not part of test; results go to docs/performance.md)
 .PHONY: bench

@@ -1,12 +1,13 @@
 // Package install proves the Helm chart (charts/outrigger) and the plain manifests (manifests/) against a
-// real kube-apiserver and etcd from ./bin, with the real helm and kubectl from ./bin: what the chart
-// renders is accepted by the API server, an installed chart injects pods through the API server with the
-// webhook binary running as a process, the self-managed certificates rotate without a refused pod, the
-// RBAC is what the chart README says, and upgrade and uninstall leave nothing behind.
+// real kube-apiserver and etcd from ./bin, with the real helm and kubectl from ./bin, in seconds and without
+// root: what the chart renders in every mode is accepted by the API server, wrong values are refused, RBAC
+// is what the chart README says, the `helm test` check refuses what it must, and the provided-certificate
+// mode serves a renewed certificate without a restart (the webhook binary running as a process with the
+// installed Deployment's env, the chart's clientConfig pointed at it by URL: see pointAtProcess).
 //
-// There is no kube-proxy or DNS here: after `helm install` the tests point the webhook configuration's
-// clientConfig at the webhook process by URL (see pointAtProcess). Tests run one after the other and
-// share one control plane.
+// The chart as users run it — the webhook as the Deployment's pods behind its Service, self-managed
+// certificates rotating under load, `helm test`, upgrade and uninstall — is proven on the local cluster by
+// e2e/node (`make test-node`). Tests here run one after the other and share one control plane.
 package install
 
 import (

@@ -33,14 +33,6 @@ type webhookProcess struct {
 	volumes map[string]string
 }
 
-// syncConfig does what the kubelet does when a mounted ConfigMap changes: it swaps in the new content.
-func (w *webhookProcess) syncConfig(t *testing.T, ns string) {
-	t.Helper()
-	for dir, name := range w.configMaps {
-		configMapVolume(t, ns, name, dir)
-	}
-}
-
 // startWebhook runs the webhook as the pod of Deployment ns/deployment would, mapped onto this machine:
 //   - the container's env, with the downward API's metadata.namespace resolved;
 //   - its ConfigMap and Secret volumes written to local directories in the kubelet's layout (the env

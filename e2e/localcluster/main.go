@@ -96,7 +96,7 @@ func (s state) servePID() (int, bool) {
 	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
 	return pid, err == nil && pid > 0 && syscall.Kill(pid, 0) == nil
 }
-func (s state) logPath() string  { return filepath.Join(s.dir, "localcluster.log") }
+func (s state) logPath() string { return filepath.Join(s.dir, "localcluster.log") }
 
 // running returns the running cluster's info.
 func (s state) running() (info, bool) {
