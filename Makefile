@@ -73,40 +73,45 @@ CLUSTER_IMAGES := $(addprefix $(REGISTRY)/,$(addsuffix :$(VERSION),outrigger-web
 LOCALCLUSTER := $(OUT)/bin/localcluster
 CLUSTER_DIR  := $(OUT)/cluster
 
+IMAGES := outrigger-webhook $(SIDECARS) pause coredns e2e-app
+
 .PHONY: images
-images: image-outrigger-webhook $(addprefix image-,$(SIDECARS)) image-pause image-coredns image-e2e-app ## build every image with podman (and load them into the local cluster if one runs)
+images: ## build every image with podman (and load them into the local cluster if one runs)
+	@echo "images: building $(words $(IMAGES)) images with podman (static Go binaries, FROM scratch)"; start=$$SECONDS; \
+	$(MAKE) --no-print-directory $(addprefix image-,$(IMAGES)); \
+	echo "images: done in $$((SECONDS - start))s"
 	@if [ -x $(LOCALCLUSTER) ] && $(LOCALCLUSTER) running --dir $(CLUSTER_DIR); then $(LOCALCLUSTER) load --dir $(CLUSTER_DIR) $(CLUSTER_IMAGES); fi
 
 .PHONY: image-outrigger-webhook
 image-outrigger-webhook:
-	rm -rf $(OUT)/ctx/outrigger-webhook && mkdir -p $(OUT)/ctx/outrigger-webhook
-	$(STATIC) -o $(OUT)/ctx/outrigger-webhook/outrigger-webhook ./cmd/outrigger-webhook
-	podman build -q --pull=never --build-arg VERSION=$(VERSION) -t $(LOCAL)/outrigger-webhook:$(VERSION) -t $(REGISTRY)/outrigger-webhook:$(VERSION) -f Dockerfile $(OUT)/ctx/outrigger-webhook
+	@rm -rf $(OUT)/ctx/outrigger-webhook && mkdir -p $(OUT)/ctx/outrigger-webhook
+	@$(STATIC) -o $(OUT)/ctx/outrigger-webhook/outrigger-webhook ./cmd/outrigger-webhook
+	@hack/build-image.sh outrigger-webhook Dockerfile $(OUT)/ctx/outrigger-webhook $(VERSION) $(REGISTRY)/outrigger-webhook:$(VERSION) $(LOCAL)/outrigger-webhook:$(VERSION)
 
 .PHONY: $(addprefix image-,$(SIDECARS))
 $(addprefix image-,$(SIDECARS)): image-%:
-	rm -rf $(OUT)/ctx/$* && mkdir -p $(OUT)/ctx/$*
-	$(STATIC) -o $(OUT)/ctx/$*/$* ./sidecars/$*
-	if [ -x sidecars/$*/image-context.sh ]; then sidecars/$*/image-context.sh $(OUT)/ctx/$*; fi
-	podman build -q --pull=never --build-arg VERSION=$(VERSION) -t $(LOCAL)/$*:$(VERSION) -t $(REGISTRY)/$*:$(VERSION) -f sidecars/$*/Dockerfile $(OUT)/ctx/$*
+	@rm -rf $(OUT)/ctx/$* && mkdir -p $(OUT)/ctx/$*
+	@$(STATIC) -o $(OUT)/ctx/$*/$* ./sidecars/$*
+	@if [ -x sidecars/$*/image-context.sh ]; then sidecars/$*/image-context.sh $(OUT)/ctx/$*; fi
+	@hack/build-image.sh $* sidecars/$*/Dockerfile $(OUT)/ctx/$* $(VERSION) $(REGISTRY)/$*:$(VERSION) $(LOCAL)/$*:$(VERSION)
 
 .PHONY: image-pause
 image-pause: ## the local node's pod sandbox image (e2e/cluster/pause)
-	rm -rf $(OUT)/ctx/pause && mkdir -p $(OUT)/ctx/pause
-	$(STATIC) -o $(OUT)/ctx/pause/pause ./e2e/cluster/pause
-	podman build -q --pull=never --build-arg VERSION=$(VERSION) -t $(LOCAL)/pause:$(VERSION) -f e2e/cluster/pause/Dockerfile $(OUT)/ctx/pause
+	@rm -rf $(OUT)/ctx/pause && mkdir -p $(OUT)/ctx/pause
+	@$(STATIC) -o $(OUT)/ctx/pause/pause ./e2e/cluster/pause
+	@hack/build-image.sh pause e2e/cluster/pause/Dockerfile $(OUT)/ctx/pause $(VERSION) $(LOCAL)/pause:$(VERSION)
 
 .PHONY: image-coredns
 image-coredns: ## the local cluster's DNS server: CoreDNS from the Go module proxy (e2e/cluster/coredns)
-	rm -rf $(OUT)/ctx/coredns && mkdir -p $(OUT)/ctx/coredns
-	cd e2e/cluster/coredns && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(OUT)/ctx/coredns/coredns .
-	podman build -q --pull=never --build-arg VERSION=$(VERSION) -t $(LOCAL)/coredns:$(VERSION) -f e2e/cluster/coredns/Dockerfile $(OUT)/ctx/coredns
+	@rm -rf $(OUT)/ctx/coredns && mkdir -p $(OUT)/ctx/coredns
+	@cd e2e/cluster/coredns && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(OUT)/ctx/coredns/coredns .
+	@hack/build-image.sh coredns e2e/cluster/coredns/Dockerfile $(OUT)/ctx/coredns $(VERSION) $(LOCAL)/coredns:$(VERSION)
 
 .PHONY: image-e2e-app
 image-e2e-app: ## the tests' and the demo's app (e2e/node/testapp)
-	rm -rf $(OUT)/ctx/e2e-app && mkdir -p $(OUT)/ctx/e2e-app
-	$(STATIC) -o $(OUT)/ctx/e2e-app/app ./e2e/node/testapp
-	podman build -q --pull=never --build-arg VERSION=$(VERSION) -t $(LOCAL)/e2e-app:$(VERSION) -f e2e/node/testapp/Dockerfile $(OUT)/ctx/e2e-app
+	@rm -rf $(OUT)/ctx/e2e-app && mkdir -p $(OUT)/ctx/e2e-app
+	@$(STATIC) -o $(OUT)/ctx/e2e-app/app ./e2e/node/testapp
+	@hack/build-image.sh e2e-app e2e/node/testapp/Dockerfile $(OUT)/ctx/e2e-app $(VERSION) $(LOCAL)/e2e-app:$(VERSION)
 
 .PHONY: test-images
 test-images: images ## build the images and check them: size, non-root, labels, the binary starts
