@@ -1,5 +1,6 @@
-// Package cluster starts a real, local Kubernetes control plane for tests and the demo: etcd and
-// kube-apiserver (built from source into ./bin by `make tools`) as child processes on loopback ports.
+// Package cluster starts a real, local Kubernetes cluster for tests and the demo: etcd and kube-apiserver
+// (built from source into ./bin by `make tools`) as child processes on loopback ports, and optionally a
+// node.
 //
 // Why not controller-runtime's envtest: envtest starts exactly etcd and kube-apiserver. Outrigger's harness
 // has to grow into a node that runs pods for real (kube-controller-manager, kube-scheduler, containerd,
@@ -7,9 +8,13 @@
 // its own flags and log file, started in order and stopped in reverse order (kube-apiserver before etcd,
 // or its shutdown can hang). Adding the node is adding components, not a second harness.
 //
-// Options.Node (NodeOptions, node*.go) adds that node: kube-controller-manager, kube-scheduler,
-// containerd with a CNI bridge (cni0, 10.244.0.0/24) and the kubelet, so that injected pods run for real;
-// `make test-node` uses it. Teardown restores what the kubelet changes on the host.
+// Options.Node (NodeOptions, node*.go) makes it a complete one-node cluster: kube-controller-manager,
+// kube-scheduler, containerd with a CNI bridge (cni0, 10.244.0.0/24), the kubelet, kube-proxy (Service
+// ClusterIPs from 10.0.0.0/24, node_network.go) and CoreDNS behind kube-dns (dns.go), so that pods run for
+// real, reach the API server and each other by Service and by name, and the API server calls webhooks
+// through their Service. `make test-node`, `make cluster` (e2e/localcluster) and `make demo` use it. It
+// records what it changes on the host before changing it, and teardown (or, after a killed run, the next
+// start or RecoverHost) puts it back.
 //
 // Nothing here is faked: the API server authenticates with a token file, authorizes with RBAC and calls
 // admission webhooks over real TLS.
