@@ -69,11 +69,11 @@ REGISTRY := ghcr.io/outrigger-dev
 LOCAL    := localhost/outrigger
 # What the local cluster's node is given: nothing is ever pulled there.
 CLUSTER_IMAGES := $(addprefix $(REGISTRY)/,$(addsuffix :$(VERSION),outrigger-webhook $(SIDECARS))) \
-                  $(addprefix $(LOCAL)/,$(addsuffix :$(VERSION),e2e-app))
+                  $(addprefix $(LOCAL)/,$(addsuffix :$(VERSION),e2e-app redis memcached))
 LOCALCLUSTER := $(OUT)/bin/localcluster
 CLUSTER_DIR  := $(OUT)/cluster
 
-IMAGES := outrigger-webhook $(SIDECARS) pause coredns e2e-app
+IMAGES := outrigger-webhook $(SIDECARS) pause coredns e2e-app redis memcached
 
 .PHONY: images
 images: ## build every image with podman (and load them into the local cluster if one runs)
@@ -112,6 +112,12 @@ image-e2e-app: ## the tests' and the demo's app (e2e/node/testapp)
 	@rm -rf $(OUT)/ctx/e2e-app && mkdir -p $(OUT)/ctx/e2e-app
 	@$(STATIC) -o $(OUT)/ctx/e2e-app/app ./e2e/node/testapp
 	@hack/build-image.sh e2e-app e2e/node/testapp/Dockerfile $(OUT)/ctx/e2e-app $(VERSION) $(LOCAL)/e2e-app:$(VERSION)
+
+.PHONY: image-redis image-memcached
+image-redis image-memcached: image-%: ## the examples' shards: Debian's redis-server / memcached in FROM-scratch images
+	@rm -rf $(OUT)/ctx/$* && mkdir -p $(OUT)/ctx/$*
+	@examples/images/copy-binary.sh $(OUT)/ctx/$* $(if $(filter redis,$*),/usr/bin/redis-server,/usr/bin/memcached)
+	@hack/build-image.sh $* examples/images/$*/Dockerfile $(OUT)/ctx/$* $(VERSION) $(LOCAL)/$*:$(VERSION)
 
 .PHONY: test-images
 test-images: images ## build the images and check them: size, non-root, labels, the binary starts

@@ -9,9 +9,12 @@
 //	             many times it reloaded
 //	POST /reload reads the -config file again
 //	GET /resolve?name=N  N's addresses from the pod's resolver (cluster DNS), one per line
-//	-exit-after  makes it a Job's work: it serves, then exits 0 after the duration
 //	GET /kube    the API server's /version through the kubernetes Service, verified with the pod's
 //	             service account CA and authenticated with its token
+//	GET|PUT /kv/{key}  with -kv: the key's value through the cache at -kv-addr (redis or memcache)
+//	GET /shard/… "<name> <request URI>": which shard of an HTTP-sharded service answered
+//
+// -exit-after makes it a Job's work: it serves, then exits 0 after the duration.
 //
 // -check records whether a native sidecar was already serving when the kubelet started the app, which is
 // what the sidecar's startupProbe is meant to guarantee; -gate makes a sidecar whose startupProbe fails
@@ -45,6 +48,8 @@ func main() {
 	files := flag.String("files", "", "directory served read-only under /files/")
 	configPath := flag.String("config", "", "config file the app reads at start and reloads on SIGHUP or POST /reload")
 	exitAfter := flag.Duration("exit-after", 0, "exit 0 after this long (a Job's work); 0 serves until SIGTERM")
+	kv := flag.String("kv", "", "serve GET and PUT /kv/{key} through a cache at -kv-addr speaking this protocol: redis or memcache")
+	kvAddr := flag.String("kv-addr", "127.0.0.1:6379", "the cache's address (the shard-ambassador on localhost)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -108,6 +113,14 @@ func main() {
 			return
 		}
 		fmt.Fprintf(w, "%d %s", status, body)
+	})
+	if *kv != "" {
+		store := kvStore{protocol: *kv, addr: *kvAddr}
+		mux.HandleFunc("GET /kv/{key}", store.handle)
+		mux.HandleFunc("PUT /kv/{key}", store.handle)
+	}
+	mux.HandleFunc("GET /shard/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s\n", *name, r.URL.RequestURI())
 	})
 	if *files != "" {
 		mux.Handle("GET /files/", http.StripPrefix("/files/", http.FileServer(http.Dir(*files))))
