@@ -82,6 +82,17 @@ func Start(t testing.TB, opts ...Options) *Cluster {
 	return c
 }
 
+// Attach is a Cluster for one that already runs (the cluster of `make cluster`), reached with the
+// cluster-admin kubeconfig it wrote. It starts nothing, and its Stop stops nothing.
+func Attach(kubeconfig string) (*Cluster, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("reading the running cluster's kubeconfig: %w", err)
+	}
+	cfg.QPS, cfg.Burst = 200, 400
+	return &Cluster{restConfig: cfg, kubeconfig: kubeconfig, dir: filepath.Dir(kubeconfig)}, nil
+}
+
 // New starts etcd and kube-apiserver and waits until the API server is ready. On failure it stops what it
 // started and returns an error that includes the end of the failing component's log.
 func New(ctx context.Context, o Options) (*Cluster, error) {

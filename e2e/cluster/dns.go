@@ -27,7 +27,8 @@ const dnsPort = 1053
 
 // corefile serves cluster.local (and the reverse zones) from the API server. There is no `forward`: the
 // cluster has no upstream network, and a name outside it is answered SERVFAIL at once instead of being sent
-// off this machine.
+// off this machine. Answers live 5 s, not the usual 30: a StatefulSet pod that comes back with a new IP
+// (the sharded examples delete one) is found again within seconds.
 var corefile = fmt.Sprintf(`.:%d {
     errors
     health :8080
@@ -35,7 +36,7 @@ var corefile = fmt.Sprintf(`.:%d {
     kubernetes %s in-addr.arpa ip6.arpa {
         pods insecure
         fallthrough in-addr.arpa ip6.arpa
-        ttl 30
+        ttl 5
     }
     cache 30
     loadbalance

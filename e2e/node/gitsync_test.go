@@ -105,16 +105,10 @@ func newRepository(t *testing.T, content string) *repository {
 	return r
 }
 
-// commit writes index.txt, commits it, pushes it and refreshes the dumb-HTTP index (info/refs).
+// commit writes index.txt with content, commits and pushes it (commitFile).
 func (r *repository) commit(t *testing.T, content string) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(r.work, "index.txt"), []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	git(t, r.work, "add", "index.txt")
-	git(t, r.work, "-c", "user.name=e2e", "-c", "user.email=e2e@outrigger.test", "commit", "-q", "-m", strings.TrimSpace(content))
-	git(t, r.work, "push", "-q", r.bare, "main")
-	git(t, r.bare, "update-server-info")
+	r.commitFile(t, "index.txt", content)
 }
 
 func git(t *testing.T, dir string, args ...string) {

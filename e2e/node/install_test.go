@@ -231,7 +231,7 @@ func TestUninstallLeavesNothingAndReinstalls(t *testing.T) {
 	if got := cluster.NativeSidecars(pod); len(got) != 0 {
 		t.Errorf("after uninstall a pod got sidecars %v", got)
 	}
-	if err := installOutrigger(ctx); err != nil {
+	if err := installOutrigger(ctx, "install"); err != nil {
 		t.Fatalf("installing again: %v", err)
 	}
 }

@@ -93,8 +93,18 @@ func runMain(m *testing.M) int {
 	for k, sub := range map[string]string{"HELM_CACHE_HOME": "helm-cache", "HELM_CONFIG_HOME": "helm-config", "HELM_DATA_HOME": "helm-data"} {
 		os.Setenv(k, filepath.Join(dir, sub))
 	}
+	if kubeconfig := os.Getenv("OUTRIGGER_KUBECONFIG"); kubeconfig != "" {
+		// `make examples`: the cluster of `make cluster`, Outrigger installed (or upgraded) in it.
+		if env.cluster, err = cluster.Attach(kubeconfig); err != nil {
+			return fail(err)
+		}
+		if err := installOutrigger(ctx, "upgrade", "--install"); err != nil {
+			return fail(err)
+		}
+		return m.Run()
+	}
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "cluster: "+format+"\n", args...) }
-	images := []string{env.appRef, image("outrigger-webhook")}
+	images := []string{env.appRef, image("outrigger-webhook"), "localhost/outrigger/redis:" + env.version, "localhost/outrigger/memcached:" + env.version}
 	for _, s := range []string{"https-proxy", "topz", "config-sync", "git-sync", "shard-ambassador"} {
 		images = append(images, image(s))
 	}
@@ -116,18 +126,20 @@ func runMain(m *testing.M) int {
 	}()
 
 	start = time.Now()
-	if err := installOutrigger(ctx); err != nil {
+	if err := installOutrigger(ctx, "install"); err != nil {
 		return fail(err)
 	}
 	fmt.Fprintf(os.Stderr, "timing: helm install → 2 webhook replicas Ready, caBundle set, a pod injected through the Service: %s\n", time.Since(start).Round(time.Millisecond))
 	return m.Run()
 }
 
-// installOutrigger runs the README's install command (self-managed certificates) and waits until the API
-// server injects a dry-run pod through the chart's Service.
-func installOutrigger(ctx context.Context) error {
-	out, err := runCmd(env.helm, "install", release, filepath.Join(env.root, "charts", "outrigger"), "-n", injectorNamespace, "--create-namespace",
+// installOutrigger runs the README's install command (helm verb: install, or upgrade --install) with
+// self-managed certificates and waits until the API server injects a dry-run pod through the chart's
+// Service.
+func installOutrigger(ctx context.Context, verb ...string) error {
+	args := append(verb, release, filepath.Join(env.root, "charts", "outrigger"), "-n", injectorNamespace, "--create-namespace",
 		"--set", "certificates.mode=self-managed", "--wait", "--timeout", "3m", "--kubeconfig", env.cluster.Kubeconfig())
+	out, err := runCmd(env.helm, args...)
 	if err != nil {
 		return fmt.Errorf("helm install: %v\n%s", err, out)
 	}
