@@ -142,6 +142,10 @@ test-node: tools helm images ## run injected pods for real on a local cluster, t
 	OUTRIGGER_NODE=1 OUTRIGGER_VERSION=$(VERSION) $(GO) test -count=1 -timeout 20m -v ./e2e/node/
 	OUTRIGGER_NODE=1 $(GO) test -count=1 -timeout 10m -v ./e2e/localcluster/
 
+.PHONY: examples
+examples: cluster ## deploy the book's examples on the running cluster, one line of result each
+	OUTRIGGER_NODE=1 OUTRIGGER_KUBECONFIG=$(CLUSTER_DIR)/run/kubeconfig $(GO) test -count=1 -v -run TestExamples ./e2e/node/ | grep -E "result:|--- (PASS|FAIL)"
+
 ##@ Benchmarks (not part of test; results go to docs/performance.md)
 .PHONY: bench
 bench: deps tools build ## run every benchmark under bench/
