@@ -27,8 +27,6 @@ type webhookProcess struct {
 	URL      string
 	addr     string // 127.0.0.1:PORT of the webhook's TLS port
 	readyURL string
-	// configMaps maps the local directory of each ConfigMap volume to the ConfigMap's name.
-	configMaps map[string]string
 	// volumes maps the pod's volume names to their local directories.
 	volumes map[string]string
 }
@@ -56,7 +54,7 @@ func startWebhook(t *testing.T, ns, deployment, name string, extra map[string]st
 	c := pod.Containers[0]
 	dir := t.TempDir()
 	mounts := map[string]string{} // mount path in the pod -> local directory
-	configMaps, volumes := map[string]string{}, map[string]string{}
+	volumes := map[string]string{}
 	for _, m := range c.VolumeMounts {
 		if m.SubPath != "" {
 			t.Fatalf("volume %s is mounted with subPath: the kubelet never updates it", m.Name)
@@ -67,7 +65,6 @@ func startWebhook(t *testing.T, ns, deployment, name string, extra map[string]st
 			case v.Name != m.Name:
 			case v.ConfigMap != nil:
 				configMapVolume(t, ns, v.ConfigMap.Name, local)
-				configMaps[local] = v.ConfigMap.Name
 			case v.Secret != nil:
 				secretVolume(t, ns, v.Secret.SecretName, local)
 			default:
@@ -108,7 +105,6 @@ func startWebhook(t *testing.T, ns, deployment, name string, extra map[string]st
 		URL:        fmt.Sprintf("https://127.0.0.1:%d/inject", ports[0]),
 		addr:       fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		readyURL:   fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]),
-		configMaps: configMaps,
 		volumes:    volumes,
 		Component: &cluster.Component{
 			Name: name, Path: env.webhook, Env: vars,
