@@ -102,10 +102,10 @@ func startWebhook(t *testing.T, ns, deployment, name string, extra map[string]st
 		vars = append(vars, k+"="+v)
 	}
 	w := &webhookProcess{
-		URL:        fmt.Sprintf("https://127.0.0.1:%d/inject", ports[0]),
-		addr:       fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		readyURL:   fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]),
-		volumes:    volumes,
+		URL:      fmt.Sprintf("https://127.0.0.1:%d/inject", ports[0]),
+		addr:     fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		readyURL: fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]),
+		volumes:  volumes,
 		Component: &cluster.Component{
 			Name: name, Path: env.webhook, Env: vars,
 			LogPath: filepath.Join(env.cluster.Dir(), name+".log"),
