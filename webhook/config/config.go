@@ -193,6 +193,18 @@ func (c *Config) CatalogHash(names []string) string {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))[:16]
 }
 
+// SidecarHash identifies sidecar e as rendered into one pod: its catalog entry, its image and the
+// container c (before the API server's defaulting): "sha256:" and 16 hex digits. Two pods get the same hash
+// exactly when the injector would give them the same container from the same entry.
+func (c *Config) SidecarHash(e *catalog.Entry, container *corev1.Container) string {
+	data, _ := json.Marshal(container) // typed API fields: cannot fail
+	h := sha256.New()
+	sum := c.entryHashes[e.Name]
+	h.Write(sum[:])
+	h.Write(data)
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))[:16]
+}
+
 // Excluded reports whether namespace ns is never injected, and why.
 func (c *Config) Excluded(ns string) (bool, string) {
 	for _, n := range AlwaysExcluded {

@@ -156,7 +156,7 @@ func Inject(in Input) (*Result, error) {
 	if len(b.pending) > 0 {
 		// The status records the catalog as of the injection: a pod whose sidecars were all there already
 		// keeps the status it has.
-		setStatus(pod, b.used, cfg)
+		setStatus(pod, b.used, b.hashes, cfg)
 	}
 	// Every change to the pod comes with a sidecar added (volumes, mounts, PID namespace, status).
 	res.Changed = len(b.pending) > 0

@@ -16,11 +16,13 @@ import (
 // builder adds sidecars to a pod copy. Problems are collected; nothing is committed to the pod's container
 // lists until commit, which Inject calls only when there is no problem.
 type builder struct {
-	pod      *corev1.Pod
-	cfg      *config.Config
-	mode     string
-	pending  []corev1.Container
-	used     []*catalog.Entry
+	pod     *corev1.Pod
+	cfg     *config.Config
+	mode    string
+	pending []corev1.Container
+	used    []*catalog.Entry
+	// hashes[name] is config.SidecarHash of each sidecar this builder rendered.
+	hashes   map[string]string
 	problems []string
 	warnings []string
 }
@@ -95,6 +97,10 @@ func (b *builder) add(e *catalog.Entry, values, keys map[string]string) {
 		c.RestartPolicy = nil
 	}
 	b.warnPortConflicts(c)
+	if b.hashes == nil {
+		b.hashes = map[string]string{}
+	}
+	b.hashes[e.Name] = b.cfg.SidecarHash(e, c)
 	b.pending = append(b.pending, *c)
 	b.used = append(b.used, e)
 }

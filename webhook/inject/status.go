@@ -17,6 +17,10 @@ type Status struct {
 	// CatalogHash identifies the catalog entries and images used, so that a pod injected from an older
 	// catalog can be found (e.g. to roll it after an upgrade).
 	CatalogHash string `json:"catalogHash"`
+	// Hashes identify, per sidecar, the catalog entry, the image and the container as rendered for this
+	// pod (before the API server's defaulting), so that `outrigger status` can tell which sidecar of a pod
+	// an upgrade left stale without flagging the others. Absent in pods injected by Outrigger 0.1.0.
+	Hashes map[string]string `json:"hashes,omitempty"`
 }
 
 // ReadStatus decodes a pod's status annotation; ok is false when there is none or it is not ours.
@@ -29,8 +33,9 @@ func ReadStatus(pod *corev1.Pod) (Status, bool) {
 	return s, true
 }
 
-// setStatus records the sidecars used (merged with an earlier status) and a hash of their entries.
-func setStatus(pod *corev1.Pod, used []*catalog.Entry, cfg *config.Config) {
+// setStatus records the sidecars used (merged with an earlier status), a hash of their entries, and the
+// hash of each sidecar rendered by this call (hashes[name]); a sidecar already present keeps its record.
+func setStatus(pod *corev1.Pod, used []*catalog.Entry, hashes map[string]string, cfg *config.Config) {
 	if len(used) == 0 {
 		return
 	}
@@ -42,6 +47,20 @@ func setStatus(pod *corev1.Pod, used []*catalog.Entry, cfg *config.Config) {
 		}
 	}
 	s := Status{Sidecars: names, CatalogHash: cfg.CatalogHash(names)}
+	for name, h := range prev.Hashes {
+		if slices.Contains(names, name) {
+			if s.Hashes == nil {
+				s.Hashes = map[string]string{}
+			}
+			s.Hashes[name] = h
+		}
+	}
+	for name, h := range hashes {
+		if s.Hashes == nil {
+			s.Hashes = map[string]string{}
+		}
+		s.Hashes[name] = h
+	}
 	data, _ := json.Marshal(s) // a struct of strings: cannot fail
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
