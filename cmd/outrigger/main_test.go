@@ -161,3 +161,35 @@ func TestSidecarsListsEveryParameter(t *testing.T) {
 		}
 	}
 }
+
+// Two messages a new user met: a missing required parameter reported once (not followed by a line that lists
+// every parameter), and a pod with only generateName named by it.
+func TestMessagesNameWhatIsWrongOnce(t *testing.T) {
+	in := `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}, annotations: {outrigger.dev/inject: https-proxy}}
+    spec: {containers: [{name: app, image: web:1}]}
+`
+	var out, errOut bytes.Buffer
+	if code := run([]string{"inject", "-f", "-"}, strings.NewReader(in), &out, &errOut); code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	if got := strings.Count(errOut.String(), "https-proxy.outrigger.dev/tls-secret"); got != 1 || strings.Contains(errOut.String(), "listen-port") {
+		t.Errorf("the missing tls-secret is reported %d times, or with every parameter listed:\n%s", got, errOut.String())
+	}
+
+	pod := `{"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "web-", "namespace": "shop", "annotations": {"outrigger.dev/inject": "topz"}},
+  "spec": {"containers": [{"name": "app", "image": "web:1"}]}}`
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"inject", "-f", "-"}, strings.NewReader(pod), &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "Pod shop/web-: topz: topz injected") {
+		t.Errorf("a generateName pod is not named by its generateName:\n%s", errOut.String())
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/outrigger-dev/outrigger/webhook/catalog"
 	"github.com/outrigger-dev/outrigger/webhook/config"
 )
 
@@ -54,6 +55,17 @@ type Decision struct {
 	Reason string `json:"reason"`
 	// Message says it for a person.
 	Message string `json:"message"`
+	// Parameters are, for an injected sidecar, each parameter's effective value and where it came from
+	// (`outrigger explain` prints them).
+	Parameters []ParameterValue `json:"parameters,omitempty"`
+}
+
+// ParameterValue is a parameter's effective value in one injection.
+type ParameterValue struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	// From is the annotation that set it, or "" for the catalog's default.
+	From string `json:"from,omitempty"`
 }
 
 // Result is the outcome of a successful Inject.
@@ -64,6 +76,10 @@ type Result struct {
 	Changed bool
 	// Decisions lists what was decided, per sidecar or for the pod.
 	Decisions []Decision
+	// Requested lists the sidecars asked for, and Source where the list came from (a Source constant, or
+	// ReasonDefaultsOptedOut / ReasonNothingRequested); both empty when the pod was skipped before.
+	Requested []string
+	Source    string
 	// Warnings are for the user (admission warnings, CLI stderr): things they would want to know.
 	Warnings []string
 }
@@ -121,6 +137,7 @@ func Inject(in Input) (*Result, error) {
 	if len(problems) > 0 {
 		return nil, &DeniedError{Problems: problems}
 	}
+	res.Requested, res.Source = req.sidecars, req.source
 	for _, sidecar := range slices.Sorted(maps.Keys(req.params)) {
 		if !slices.Contains(req.sidecars, sidecar) {
 			for _, name := range slices.Sorted(maps.Keys(req.params[sidecar])) {
@@ -146,7 +163,8 @@ func Inject(in Input) (*Result, error) {
 		}
 		b.add(e, req.params[name], req.paramKeys[name])
 		res.Decisions = append(res.Decisions, Decision{Sidecar: name, Action: ActionInjected, Reason: req.source,
-			Message: fmt.Sprintf("%s injected (%s, from the %s)", name, req.mode, strings.ReplaceAll(req.source, "-", " "))})
+			Message:    fmt.Sprintf("%s injected (%s, from the %s)", name, req.mode, strings.ReplaceAll(req.source, "-", " ")),
+			Parameters: effectiveParameters(e, req.params[name], req.paramKeys[name])})
 	}
 	if len(b.problems) > 0 {
 		return nil, &DeniedError{Problems: b.problems}
@@ -199,6 +217,21 @@ func resolveRequest(pod *corev1.Pod, in Input, cfg *config.Config) (request, []s
 		req.source = ReasonNothingRequested
 	}
 	return req, problems
+}
+
+// effectiveParameters lists every parameter of e with the value the pod gets: its annotation's, or the
+// catalog default.
+func effectiveParameters(e *catalog.Entry, values, keys map[string]string) []ParameterValue {
+	out := make([]ParameterValue, 0, len(e.Parameters))
+	for _, p := range e.Parameters {
+		name := e.ParamName(p)
+		if v, ok := values[name]; ok && v != "" {
+			out = append(out, ParameterValue{Name: name, Value: v, From: keys[name]})
+			continue
+		}
+		out = append(out, ParameterValue{Name: name, Value: p.Default})
+	}
+	return out
 }
 
 func describeEmpty(source string) string {

@@ -132,7 +132,23 @@ func (b *builder) addVolume(e *catalog.Entry, c *corev1.Container, v catalog.Vol
 		}
 	}
 	if vol.Secret != nil && vol.Secret.SecretName == "" || vol.ConfigMap != nil && vol.ConfigMap.Name == "" {
-		b.problem("sidecar %s: volume %s has no source name: set the parameter that names it (%s)", e.Name, v.Name, strings.Join(e.ParamNames(), ", "))
+		// The parameters that name this volume's source: a required one was reported missing already.
+		var namers []string
+		for _, p := range e.Parameters {
+			volName, field, _ := catalog.ParseSets(p.Sets)
+			if volName != v.Name || field != "secretName" && field != "configMapName" {
+				continue
+			}
+			if p.Required {
+				return
+			}
+			namers = append(namers, e.AnnotationPrefix()+e.ParamName(p))
+		}
+		if len(namers) == 0 {
+			b.problem("sidecar %s: volume %s has no source name and no parameter names it (a catalog entry error)", e.Name, v.Name)
+			return
+		}
+		b.problem("sidecar %s: volume %s has no source name: set the annotation %s", e.Name, v.Name, strings.Join(namers, " or "))
 		return
 	}
 	if !hasVolume(b.pod, v.Name) {

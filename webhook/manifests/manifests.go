@@ -149,7 +149,7 @@ func injectObject(u *unstructured.Unstructured, opts Options, report *Report) er
 	if err != nil {
 		return err
 	}
-	report.Objects = append(report.Objects, ObjectReport{Kind: kind, Namespace: ns, Name: u.GetName(), Decisions: res.Decisions, Warnings: res.Warnings})
+	report.Objects = append(report.Objects, ObjectReport{Kind: kind, Namespace: ns, Name: objectName(u), Decisions: res.Decisions, Warnings: res.Warnings})
 	if !res.Changed {
 		return nil
 	}
@@ -175,5 +175,21 @@ func injectObject(u *unstructured.Unstructured, opts Options, report *Report) er
 
 // describe names an object for messages: "Deployment web", or just "List".
 func describe(u *unstructured.Unstructured) string {
-	return strings.TrimSpace(u.GetKind() + " " + u.GetName())
+	name := u.GetName()
+	if name == "" {
+		name = u.GetGenerateName()
+	}
+	return strings.TrimSpace(u.GetKind() + " " + name)
+}
+
+// objectName is the object's name, else its generateName ("web-": the API server completes it), else
+// "(unnamed)".
+func objectName(u *unstructured.Unstructured) string {
+	switch {
+	case u.GetName() != "":
+		return u.GetName()
+	case u.GetGenerateName() != "":
+		return u.GetGenerateName()
+	}
+	return "(unnamed)"
 }
