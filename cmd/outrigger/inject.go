@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/outrigger-dev/outrigger/webhook/config"
 	"github.com/outrigger-dev/outrigger/webhook/manifests"
@@ -20,6 +23,9 @@ func injectCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 	namespace := fs.String("namespace", "default", "namespace for objects that name none")
 	nsAnnotation := fs.String("namespace-inject", "", "stand-in for the namespace's outrigger.dev/inject annotation")
 	quiet := fs.Bool("q", false, "do not print decisions and warnings to standard error")
+	kubeconfig := fs.String("kubeconfig", "", "cluster mode: read each namespace's labels and annotations, and the injector's config (unless --config), from this cluster")
+	kubeContext := fs.String("context", "", "cluster mode with this kubeconfig context")
+	useCluster := fs.Bool("cluster", false, "cluster mode with kubectl's default kubeconfig ($KUBECONFIG, ~/.kube/config, in-cluster)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -30,10 +36,33 @@ func injectCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "outrigger inject: -f is required: a manifest file, or - for standard input")
 		return 2
 	}
-	cfg, err := config.Load(*configFile, "")
-	if err != nil {
-		fmt.Fprintf(stderr, "outrigger inject: %v\n", err)
-		return 1
+	opts := manifests.Options{Namespace: *namespace}
+	if *kubeconfig != "" || *kubeContext != "" || *useCluster {
+		if *nsAnnotation != "" {
+			fmt.Fprintln(stderr, "outrigger inject: --namespace-inject stands in for a namespace offline; in cluster mode the namespace's own annotation is read")
+			return 2
+		}
+		cf := clusterFlags{kubeconfig: *kubeconfig, context: *kubeContext, namespace: *namespace, configFile: *configFile}
+		s, err := cf.connect(context.Background())
+		if err != nil {
+			fmt.Fprintf(stderr, "outrigger inject: %v\n", err)
+			return 1
+		}
+		opts.Config = s.cfg
+		opts.NamespaceLookup = func(name string) (map[string]string, map[string]string, error) {
+			ns, err := s.client.CoreV1().Namespaces().Get(context.Background(), name, metav1.GetOptions{})
+			if err != nil {
+				return nil, nil, err
+			}
+			return ns.Labels, ns.Annotations, nil
+		}
+	} else {
+		cfg, err := config.Load(*configFile, "")
+		if err != nil {
+			fmt.Fprintf(stderr, "outrigger inject: %v\n", err)
+			return 1
+		}
+		opts.Config = cfg
 	}
 	in := stdin
 	if *file != "-" {
@@ -45,7 +74,6 @@ func injectCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 		defer f.Close()
 		in = f
 	}
-	opts := manifests.Options{Config: cfg, Namespace: *namespace}
 	if *nsAnnotation != "" {
 		opts.NamespaceAnnotations = map[string]string{"outrigger.dev/inject": *nsAnnotation}
 	}

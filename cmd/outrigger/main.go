@@ -1,12 +1,16 @@
-// Command outrigger is Outrigger's CLI. `outrigger inject` injects sidecars into manifests offline, with
-// the webhook's own injection core and config file (like istioctl kube-inject); `outrigger sidecars`
-// prints the catalog with every parameter.
+// Command outrigger is Outrigger's CLI. `outrigger inject` injects sidecars into manifests, with the
+// webhook's own injection core and config file (like istioctl kube-inject); `outrigger sidecars` prints the
+// catalog with every parameter. For day two, against a cluster: `status` finds pods whose sidecars today's
+// config would render otherwise, `restart` rolls their workloads, `explain` says why a pod got what it got.
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 )
 
 var version = "dev"
@@ -14,6 +18,9 @@ var version = "dev"
 const usage = `Usage:
   outrigger inject -f FILE|- [--config FILE] [--namespace NS]   inject sidecars into manifests
   outrigger sidecars [--config FILE] [-o text|yaml]              print the catalog and its parameters
+  outrigger status [-n NS|-A] [-v] [--fail-on stale,missing]     which pods' sidecars are stale or missing
+  outrigger restart (--stale|--missing|KIND/NAME...) [-n NS|-A]  roll them, one workload at a time
+  outrigger explain (pod NAME [-n NS] | -f FILE)                  why each sidecar was injected or not
   outrigger version
 Run "outrigger COMMAND --help" for a command's flags.
 `
@@ -26,7 +33,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	switch args[0] {
+	case "status":
+		return statusCommand(ctx, args[1:], stdout, stderr)
+	case "restart":
+		return restartCommand(ctx, args[1:], stdout, stderr)
+	case "explain":
+		return explainCommand(ctx, args[1:], stdin, stdout, stderr)
 	case "inject":
 		return injectCommand(args[1:], stdin, stdout, stderr)
 	case "sidecars":
@@ -38,6 +53,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "outrigger: unknown command %q; accepted: inject, sidecars, version\n%s", args[0], usage)
+	fmt.Fprintf(stderr, "outrigger: unknown command %q; accepted: inject, sidecars, status, restart, explain, version\n%s", args[0], usage)
 	return 2
 }

@@ -31,6 +31,9 @@ type Options struct {
 	Namespace string
 	// NamespaceAnnotations and NamespaceLabels stand for the target namespace's (optional).
 	NamespaceAnnotations, NamespaceLabels map[string]string
+	// NamespaceLookup, when set, gives each object's namespace's labels and annotations (read from a cluster)
+	// in place of NamespaceAnnotations and NamespaceLabels.
+	NamespaceLookup func(namespace string) (labels, annotations map[string]string, err error)
 }
 
 // Report says, per object, what was decided.
@@ -43,6 +46,11 @@ type ObjectReport struct {
 	Kind, Namespace, Name string
 	Decisions             []inject.Decision
 	Warnings              []string
+	// Requested and Source are inject.Result's: the sidecars asked for and where the list came from.
+	Requested []string
+	Source    string
+	// Denied is the injection core's refusal of this object, if any (Inject then writes nothing).
+	Denied error
 }
 
 // templatePaths says where each workload kind keeps its pod template.
@@ -144,12 +152,21 @@ func injectObject(u *unstructured.Unstructured, opts Options, report *Report) er
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(podMap, pod); err != nil {
 		return fmt.Errorf("reading the pod spec: %w", err)
 	}
+	nsLabels, nsAnnotations := opts.NamespaceLabels, opts.NamespaceAnnotations
+	if opts.NamespaceLookup != nil {
+		var err error
+		if nsLabels, nsAnnotations, err = opts.NamespaceLookup(ns); err != nil {
+			return fmt.Errorf("namespace %s: %w", ns, err)
+		}
+	}
 	res, err := inject.Inject(inject.Input{Pod: pod, Namespace: ns, Config: opts.Config,
-		NamespaceAnnotations: opts.NamespaceAnnotations, NamespaceLabels: opts.NamespaceLabels})
+		NamespaceAnnotations: nsAnnotations, NamespaceLabels: nsLabels})
 	if err != nil {
+		report.Objects = append(report.Objects, ObjectReport{Kind: kind, Namespace: ns, Name: objectName(u), Denied: err})
 		return err
 	}
-	report.Objects = append(report.Objects, ObjectReport{Kind: kind, Namespace: ns, Name: objectName(u), Decisions: res.Decisions, Warnings: res.Warnings})
+	report.Objects = append(report.Objects, ObjectReport{Kind: kind, Namespace: ns, Name: objectName(u), Decisions: res.Decisions, Warnings: res.Warnings,
+		Requested: res.Requested, Source: res.Source})
 	if !res.Changed {
 		return nil
 	}
