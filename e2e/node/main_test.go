@@ -104,7 +104,9 @@ func runMain(m *testing.M) int {
 		return m.Run()
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "cluster: "+format+"\n", args...) }
-	images := []string{env.appRef, image("outrigger-webhook"), "localhost/outrigger/redis:" + env.version, "localhost/outrigger/memcached:" + env.version}
+	// localhost/outrigger/topz: the "new" topz image of the day-two test's catalog upgrade (same image, new name).
+	images := []string{env.appRef, image("outrigger-webhook"), "localhost/outrigger/redis:" + env.version, "localhost/outrigger/memcached:" + env.version,
+		"localhost/outrigger/topz:" + env.version}
 	for _, s := range []string{"https-proxy", "topz", "config-sync", "git-sync", "shard-ambassador"} {
 		images = append(images, image(s))
 	}
