@@ -136,19 +136,26 @@ func printStatusTable(w io.Writer, out statusOutput, verbose bool) {
 			names = append(names, sc.Name)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", wl.Namespace, wl.Ref(), len(wl.Pods), strings.Join(names, ","), wl.describeStates())
-		if !verbose {
-			continue
-		}
-		for _, sc := range wl.Sidecars {
-			for _, r := range sc.Reasons {
-				fmt.Fprintf(tw, "\t  %s: %s\t\t\t\n", sc.Name, r)
-			}
-			for _, c := range sc.Changes {
-				fmt.Fprintf(tw, "\t    %s\t\t\t\n", c)
-			}
-		}
 	}
 	_ = tw.Flush()
+	if verbose {
+		// The details after the table, so that long reasons do not widen its columns.
+		for _, wl := range out.Workloads {
+			if wl.State == drift.Current {
+				continue
+			}
+			fmt.Fprintf(w, "\n%s %s/%s:\n", wl.Kind, wl.Namespace, wl.Name)
+			for _, sc := range wl.Sidecars {
+				for _, r := range sc.Reasons {
+					fmt.Fprintf(w, "  %s: %s\n", sc.Name, r)
+				}
+				for _, c := range sc.Changes {
+					fmt.Fprintf(w, "    %s\n", c)
+				}
+			}
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintln(w, summaryLine(out.Summary, len(out.Workloads)))
 	fmt.Fprintf(w, "(config: %s)\n", out.Config)
 }

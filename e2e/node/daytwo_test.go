@@ -29,6 +29,7 @@ import (
 //     `restart --missing` gives its pods the sidecar once the webhook is back;
 //   - `outrigger explain pod` says why each sidecar was or was not injected, with the parameters' sources;
 //   - `outrigger inject --kubeconfig` reads the namespace's annotation from the cluster.
+//
 // exitFound is outrigger status's exit status when a workload is in a --fail-on state.
 const exitFound = 3
 
@@ -202,7 +203,13 @@ func createDeployment(t *testing.T, ns, name string, annotations map[string]stri
 	if _, err := env.cluster.Client().AppsV1().Deployments(ns).Create(context.Background(), d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	cluster.Eventually(t, 2*time.Minute, func() error { return podReady(podOfErr(ns, name)) })
+	cluster.Eventually(t, 2*time.Minute, func() error {
+		pod := podOfErr(ns, name)
+		if pod == nil {
+			return fmt.Errorf("Deployment %s has not exactly one live pod yet", name)
+		}
+		return podReady(pod)
+	})
 }
 
 // podOfErr returns the one live pod of Deployment name (nil when there is not exactly one).
@@ -237,16 +244,16 @@ func podOf(t *testing.T, ns, name string) *corev1.Pod {
 
 func deploymentPodUIDs(t *testing.T, ns, name string) types.UID { return podOf(t, ns, name).UID }
 
-// setTopzImage is a catalog upgrade as users make it (helm upgrade of the config: topz's image is ref, or
-// the chart's default when ref is ""), then waits until the webhook injects it (the kubelet updates the
-// mounted ConfigMap within its sync period).
+// setTopzImage is a catalog upgrade as users make it (helm upgrade of the config: topz's image is ref, or,
+// when ref is "", the release goes back to the README's install values), then waits until the webhook
+// injects that image (the kubelet updates the mounted ConfigMap within its sync period).
 func setTopzImage(t *testing.T, ctx context.Context, ref string) {
 	t.Helper()
-	value := ref
+	values := []string{"--reuse-values", "--set", "config.images.overrides.topz=" + ref}
 	if ref == "" {
-		value, ref = "null", image("topz") // null removes the override from the reused values
+		values, ref = []string{"--reset-values", "--set", "certificates.mode=self-managed"}, image("topz")
 	}
-	helm(t, "upgrade", release, env.root+"/charts/outrigger", "-n", injectorNamespace, "--reuse-values", "--set", "config.images.overrides.topz="+value, "--wait", "--timeout", "3m")
+	helm(t, append([]string{"upgrade", release, env.root + "/charts/outrigger", "-n", injectorNamespace, "--wait", "--timeout", "3m"}, values...)...)
 	env.cluster.CreateNamespace(t, "day-two-probe", nil, nil)
 	cluster.Eventually(t, 2*time.Minute, func() error {
 		pod, err := env.cluster.CreatePod(ctx, "day-two-probe", cluster.AppPod("probe", map[string]string{"outrigger.dev/inject": "topz"}), true)
@@ -260,16 +267,17 @@ func setTopzImage(t *testing.T, ctx context.Context, ref string) {
 	})
 }
 
-// setWebhookDown takes the webhook away with failurePolicy Ignore (down = true: pods are admitted as
-// submitted), or brings it back with failurePolicy Fail and waits until it injects again.
+// setWebhookDown takes the webhook away with failurePolicy Ignore (down = true: its Deployment scaled to
+// zero, so pods are admitted as submitted), or brings it back with failurePolicy Fail and waits until it
+// injects again.
 func setWebhookDown(t *testing.T, ctx context.Context, down bool) {
 	t.Helper()
 	policy, replicas := "Fail", "2"
 	if down {
 		policy, replicas = "Ignore", "0"
 	}
-	helm(t, "upgrade", release, env.root+"/charts/outrigger", "-n", injectorNamespace, "--reuse-values",
-		"--set", "webhook.failurePolicy="+policy, "--set", "replicaCount="+replicas, "--wait", "--timeout", "3m")
+	helm(t, "upgrade", release, env.root+"/charts/outrigger", "-n", injectorNamespace, "--reuse-values", "--set", "webhook.failurePolicy="+policy, "--timeout", "3m")
+	kubectl(t, "-n", injectorNamespace, "scale", "deployment/"+webhookDeployment, "--replicas="+replicas)
 	if down {
 		cluster.Eventually(t, time.Minute, func() error {
 			if eps := serviceEndpoints(t, injectorNamespace, webhookDeployment); len(eps) > 0 {
@@ -279,6 +287,7 @@ func setWebhookDown(t *testing.T, ctx context.Context, down bool) {
 		})
 		return
 	}
+	kubectl(t, "-n", injectorNamespace, "rollout", "status", "deployment/"+webhookDeployment, "--timeout=2m")
 	if err := waitInjecting(ctx, "day-two-probe", 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
