@@ -21,6 +21,7 @@ const usage = `Usage:
   outrigger status [-n NS|-A] [-v] [--fail-on stale,missing]     which pods' sidecars are stale or missing
   outrigger restart (--stale|--missing|KIND/NAME...) [-n NS|-A]  roll them, one workload at a time
   outrigger explain (pod NAME [-n NS] | -f FILE)                  why each sidecar was injected or not
+  outrigger render --policy [--config FILE]                      injection as admission policies, no webhook
   outrigger version
 Run "outrigger COMMAND --help" for a command's flags.
 `
@@ -42,6 +43,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return restartCommand(ctx, args[1:], stdout, stderr)
 	case "explain":
 		return explainCommand(ctx, args[1:], stdin, stdout, stderr)
+	case "render":
+		return renderCommand(args[1:], stdout, stderr)
 	case "inject":
 		return injectCommand(args[1:], stdin, stdout, stderr)
 	case "sidecars":
@@ -53,6 +56,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "outrigger: unknown command %q; accepted: inject, sidecars, status, restart, explain, version\n%s", args[0], usage)
+	fmt.Fprintf(stderr, "outrigger: unknown command %q; accepted: inject, sidecars, status, restart, explain, render, version\n%s", args[0], usage)
 	return 2
 }

@@ -137,7 +137,7 @@ func TestUsageErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"injct"}, 2, `unknown command "injct"; accepted: inject, sidecars, status, restart, explain, version`},
+		{[]string{"injct"}, 2, `unknown command "injct"; accepted: inject, sidecars, status, restart, explain, render, version`},
 		{[]string{"inject"}, 2, "-f is required"},
 		{[]string{"inject", "-f", "/nonexistent.yaml"}, 1, "no such file"},
 		{[]string{"sidecars", "-o", "xml"}, 2, `-o "xml": want text or yaml`},

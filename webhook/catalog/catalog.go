@@ -135,7 +135,7 @@ func (e *Entry) Validate() error {
 			}
 		}
 	}
-	_, param, err := e.Pod.shareProcessNamespaceWhen()
+	_, param, err := e.Pod.ShareProcessNamespaceWhen()
 	if err != nil {
 		add("%v", err)
 	} else if param != "" && !seen[param] {

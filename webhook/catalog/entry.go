@@ -120,8 +120,8 @@ func (e *Entry) AnnotationPrefix() string { return e.Name + "." + Domain + "/" }
 // Domain is the annotation domain.
 const Domain = "outrigger.dev"
 
-// shareProcessNamespaceWhen parses PodNeeds.ShareProcessNamespace: always, or the parameter it depends on.
-func (n PodNeeds) shareProcessNamespaceWhen() (always bool, param string, err error) {
+// ShareProcessNamespaceWhen parses PodNeeds.ShareProcessNamespace: always, or the parameter it depends on.
+func (n PodNeeds) ShareProcessNamespaceWhen() (always bool, param string, err error) {
 	s := strings.TrimSpace(n.ShareProcessNamespace)
 	switch {
 	case s == "":
@@ -137,7 +137,7 @@ func (n PodNeeds) shareProcessNamespaceWhen() (always bool, param string, err er
 // SharesProcessNamespace reports whether the pod needs a shared PID namespace given the parameter values
 // the pod set (by parameter name).
 func (e *Entry) SharesProcessNamespace(values map[string]string) bool {
-	always, param, err := e.Pod.shareProcessNamespaceWhen()
+	always, param, err := e.Pod.ShareProcessNamespaceWhen()
 	if err != nil {
 		return false // refused by Validate before any pod is seen
 	}

@@ -226,7 +226,7 @@ func movePort(c *corev1.Container, p catalog.Parameter, value string) {
 	if p.Type != "port" && p.Type != "host-port" {
 		return
 	}
-	from, to := portOf(p.Default), portOf(value)
+	from, to := PortOf(p.Default), PortOf(value)
 	if from == 0 || to == 0 || from == to {
 		return
 	}
@@ -248,8 +248,8 @@ func movePort(c *corev1.Container, p catalog.Parameter, value string) {
 	}
 }
 
-// portOf returns the port of "8443", ":8080" or "host:8080", or 0.
-func portOf(s string) int {
+// PortOf returns the port of "8443", ":8080" or "host:8080", or 0 (a port parameter's value, as movePort reads it).
+func PortOf(s string) int {
 	if _, port, err := net.SplitHostPort(s); err == nil {
 		s = port
 	}

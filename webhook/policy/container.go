@@ -1,0 +1,137 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/outrigger-dev/outrigger/webhook/catalog"
+	"github.com/outrigger-dev/outrigger/webhook/config"
+	"github.com/outrigger-dev/outrigger/webhook/inject"
+)
+
+// container is CEL for entry i's container as inject's builder.add makes it: the template with the name,
+// the image and pull policy, each set ENV parameter replacing the template's value or appended, ports and
+// probes moved with their port parameters, the entry's volumes mounted, and the restart policy of the mode.
+func (r *renderer) container(i int, e *catalog.Entry, mode string) string {
+	c := e.Container.DeepCopy()
+	c.Name = e.Name
+	c.Image = r.cfg.Image(e)
+	c.ImagePullPolicy = r.cfg.Images.PullPolicy
+	if mode == config.ModeNative {
+		always := corev1.ContainerRestartPolicyAlways
+		c.RestartPolicy = &always
+	} else {
+		c.RestartPolicy = nil
+	}
+	tree := generic(c).(map[string]any)
+
+	// ENV: setEnv replaces a template entry in place, else appends, in parameter order.
+	var env []string
+	var items []string
+	templateEnv := map[string]bool{}
+	for _, item := range c.Env {
+		templateEnv[item.Name] = true
+		lit := literal(generic(item))
+		for j, p := range e.Parameters {
+			if p.Env == item.Name {
+				lit = fmt.Sprintf(`(%s != "" ? {"name": dyn(%s), "value": dyn(%s)} : %s)`, paramVar(i, j), str(p.Env), paramVar(i, j), lit)
+				break
+			}
+		}
+		items = append(items, lit)
+	}
+	if len(items) > 0 {
+		env = append(env, "["+joinComma(items)+"]")
+	}
+	for j, p := range e.Parameters {
+		if p.Env == "" || templateEnv[p.Env] {
+			continue
+		}
+		env = append(env, fmt.Sprintf(`(%s != "" ? [{"name": dyn(%s), "value": dyn(%s)}] : [])`, paramVar(i, j), str(p.Env), paramVar(i, j)))
+	}
+	if len(env) > 0 {
+		tree["env"] = expr("dyn(" + concat(env) + ")")
+	}
+
+	// Ports and probes follow their port parameters (movePort).
+	for j, p := range e.Parameters {
+		if p.Env == "" || p.Type != "port" && p.Type != "host-port" {
+			continue
+		}
+		from := inject.PortOf(p.Default)
+		if from == 0 {
+			continue
+		}
+		moved := expr(fmt.Sprintf("(variables.%s != 0 ? variables.%s : %d)", sidecarVar(i, fmt.Sprintf("port%d", j)), sidecarVar(i, fmt.Sprintf("port%d", j)), from))
+		if ports, ok := tree["ports"].([]any); ok {
+			for _, port := range ports {
+				if m := port.(map[string]any); m["containerPort"] == float64(from) {
+					m["containerPort"] = moved
+				}
+			}
+		}
+		for _, probe := range []string{"startupProbe", "readinessProbe", "livenessProbe"} {
+			pr, ok := tree[probe].(map[string]any)
+			if !ok {
+				continue
+			}
+			for _, handler := range []string{"httpGet", "tcpSocket"} {
+				if h, ok := pr[handler].(map[string]any); ok && h["port"] == float64(from) {
+					h["port"] = moved
+				}
+			}
+		}
+	}
+
+	// The entry's volumes, mounted in the sidecar (addVolume), each when its parameter is set.
+	var mounts []string
+	if len(c.VolumeMounts) > 0 {
+		mounts = append(mounts, literal(generic(c.VolumeMounts)))
+	}
+	for _, v := range e.Pod.Volumes {
+		if slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == v.Name }) {
+			continue
+		}
+		m := literal(generic(corev1.VolumeMount{Name: v.Name, MountPath: v.MountPath, ReadOnly: v.ReadOnly}))
+		mounts = append(mounts, fmt.Sprintf("(%s ? [%s] : [])", when(i, e, v.When), m))
+	}
+	if len(mounts) > 0 {
+		tree["volumeMounts"] = expr("dyn(" + concat(mounts) + ")")
+	}
+	return literal(tree)
+}
+
+// portVariables are each port parameter's port (inject.PortOf of its value), or 0.
+func (r *renderer) portVariables() [][2]string {
+	var vars [][2]string
+	for i, e := range r.entries {
+		for j, p := range e.Parameters {
+			if p.Env == "" || p.Type != "port" && p.Type != "host-port" || inject.PortOf(p.Default) == 0 {
+				continue
+			}
+			v := paramVar(i, j)
+			var x string
+			if p.Type == "port" {
+				x = fmt.Sprintf(`%s.matches("^[0-9]{1,5}$") && int(%s) >= 1 && int(%s) <= 65535 ? int(%s) : 0`, v, v, v, v)
+			} else {
+				port := fmt.Sprintf(`%s.substring(%s.lastIndexOf(":") + 1)`, v, v)
+				x = fmt.Sprintf(`%s.matches(":[0-9]{1,5}$") && int(%s) >= 1 && int(%s) <= 65535 ? int(%s) : 0`, v, port, port, port)
+			}
+			vars = append(vars, [2]string{sidecarVar(i, fmt.Sprintf("port%d", j)), x})
+		}
+	}
+	return vars
+}
+
+func joinComma(items []string) string {
+	out := ""
+	for i, s := range items {
+		if i > 0 {
+			out += ", "
+		}
+		out += s
+	}
+	return out
+}
