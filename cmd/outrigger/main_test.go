@@ -142,6 +142,15 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"inject", "-f", "/nonexistent.yaml"}, 1, "no such file"},
 		{[]string{"sidecars", "-o", "xml"}, 2, `-o "xml": want text or yaml`},
 		{[]string{"inject", "-f", "-", "--config", "/nonexistent"}, 1, "reading the config file"},
+		{[]string{"status", "-o", "xml"}, 2, `-o "xml": want table, json or yaml`},
+		{[]string{"status", "--fail-on", "stale,old"}, 2, `--fail-on "stale,old": unknown state "old"; accepted: current, stale, missing, unexpected, refused`},
+		{[]string{"restart"}, 2, "say what to restart: --stale, --missing, or workloads as KIND/NAME"},
+		{[]string{"restart", "job/nightly"}, 2, `"job/nightly": want KIND/NAME with KIND one of deployment, statefulset, daemonset or pod`},
+		{[]string{"explain"}, 2, "want `pod NAME` (read from the cluster) or `-f FILE` (offline)"},
+		{[]string{"render"}, 2, "say what to render: --policy"},
+		{[]string{"render", "--policy", "--api-version", "v2"}, 2, `--api-version "v2": want v1beta1 or v1`},
+		{[]string{"render", "--policy", "--sidecars", "tpoz"}, 1, `sidecar "tpoz": not in the catalog`},
+		{[]string{"status", "--kubeconfig", "/nonexistent/kubeconfig"}, 1, "no cluster to talk to"},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(tc.args, strings.NewReader(""), &out, &errOut); code != tc.code || !strings.Contains(errOut.String(), tc.want) {
@@ -191,5 +200,37 @@ spec:
 	}
 	if !strings.Contains(errOut.String(), "Pod shop/web-: topz: topz injected") {
 		t.Errorf("a generateName pod is not named by its generateName:\n%s", errOut.String())
+	}
+}
+
+// explain -f says, for each sidecar, why it is or is not injected, with each parameter's source.
+func TestExplainOffline(t *testing.T) {
+	in := `apiVersion: v1
+kind: Pod
+metadata: {name: web, annotations: {topz.outrigger.dev/addr: ":9805"}}
+spec: {containers: [{name: app, image: web:1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: agent, labels: {outrigger.dev/injection: disabled}}
+spec: {containers: [{name: app, image: agent:1}]}
+`
+	var out, errOut bytes.Buffer
+	if code := run([]string{"explain", "-f", "-", "--namespace-inject", "topz"}, strings.NewReader(in), &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{
+		"Pod default/web, with the config from the built-in defaults:",
+		"sidecars asked for: topz (namespace default's outrigger.dev/inject annotation)",
+		"topz: injected (native, from the namespace annotation)",
+		"addr    = :9805  (annotation topz.outrigger.dev/addr)",
+		"sample  = 200ms  (catalog default)",
+		"https-proxy: not injected: not in that list",
+		"Pod default/agent",
+		"topz: not injected: pod is labelled outrigger.dev/injection=disabled (the webhook's object and namespace selectors leave such pods out: the webhook is never called)",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("explain lacks %q:\n%s", want, out.String())
+		}
 	}
 }

@@ -206,8 +206,22 @@ func restart(ctx context.Context, s *clusterSession, w *Workload) error {
 	case "Deployment":
 		_, err = s.client.AppsV1().Deployments(w.Namespace).Patch(ctx, w.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: "outrigger"})
 	case "StatefulSet":
+		ss, getErr := s.client.AppsV1().StatefulSets(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
+		if getErr != nil {
+			return getErr
+		}
+		if ss.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
+			return fmt.Errorf("its updateStrategy is OnDelete: a new template rolls nothing; delete its pods one at a time instead")
+		}
 		_, err = s.client.AppsV1().StatefulSets(w.Namespace).Patch(ctx, w.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: "outrigger"})
 	case "DaemonSet":
+		ds, getErr := s.client.AppsV1().DaemonSets(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
+		if getErr != nil {
+			return getErr
+		}
+		if ds.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType {
+			return fmt.Errorf("its updateStrategy is OnDelete: a new template rolls nothing; delete its pods one at a time instead")
+		}
 		_, err = s.client.AppsV1().DaemonSets(w.Namespace).Patch(ctx, w.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: "outrigger"})
 	}
 	return err
