@@ -1,0 +1,79 @@
+package depcheck
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/outrigger-dev/outrigger"
+
+type pkg struct {
+	ImportPath string
+	Name       string
+	Imports    []string
+	Deps       []string
+}
+
+// list runs `go list -json` on patterns from the repository root (Deps lists every package linked).
+func list(t *testing.T, patterns ...string) []pkg {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"list", "-json"}, patterns...)...)
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			t.Fatalf("go list: %v\n%s", err, exit.Stderr)
+		}
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	var pkgs []pkg
+	for {
+		var p pkg
+		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	if len(pkgs) == 0 {
+		t.Fatalf("go list %v matched nothing", patterns)
+	}
+	return pkgs
+}
+
+// A sidecar is its own small image: it never links the injector.
+func TestNoSidecarImportsTheWebhook(t *testing.T) {
+	for _, p := range list(t, "./sidecars/...") {
+		for _, dep := range p.Deps {
+			if strings.HasPrefix(dep, module+"/webhook") {
+				t.Errorf("%s depends on %s: a sidecar must not link the injector", p.ImportPath, dep)
+			}
+		}
+	}
+}
+
+// What users run links neither the test harness nor the testing package.
+func TestNoProductionBinaryLinksTestCode(t *testing.T) {
+	mains := 0
+	for _, p := range list(t, "./cmd/...", "./sidecars/...") {
+		if p.Name != "main" {
+			continue
+		}
+		mains++
+		for _, dep := range p.Deps {
+			if dep == "testing" || strings.HasPrefix(dep, module+"/e2e") || strings.HasPrefix(dep, module+"/bench") {
+				t.Errorf("binary %s links %s", p.ImportPath, dep)
+			}
+		}
+	}
+	if mains < 7 {
+		t.Errorf("found %d production mains (cmd/outrigger, cmd/outrigger-webhook and five sidecars expected)", mains)
+	}
+}
