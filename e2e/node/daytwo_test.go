@@ -106,16 +106,16 @@ func TestDayTwoAfterACatalogUpgrade(t *testing.T) {
 	if !strings.Contains(plan, "Deployment day-two/with-topz (stale: topz (1/1 pods)): would restart") || strings.Contains(plan, "with-proxy") {
 		t.Errorf("restart --dry-run plan:\n%s", plan)
 	}
-	proxyBefore := deploymentPodUIDs(t, ns, "with-proxy")
+	proxyBefore := deploymentPodUID(t, ns, "with-proxy")
 	rolled := outrigger(0, "restart", "-n", ns, "--stale", "--timeout", "3m")
 	t.Logf("outrigger restart --stale: %s", rolled)
 	if got := states(); got["Deployment/with-topz"] != "current" || got["Deployment/with-proxy"] != "current" {
 		t.Errorf("after restart --stale: %v, want both current", got)
 	}
-	if after := deploymentPodUIDs(t, ns, "with-proxy"); after != proxyBefore {
+	if after := deploymentPodUID(t, ns, "with-proxy"); after != proxyBefore {
 		t.Errorf("restart --stale rolled the current https-proxy Deployment too")
 	}
-	if img := podOf(t, ns, "with-topz").Spec.InitContainers[0].Image; img != newTopz {
+	if img := readyPod(t, ns, "app=with-topz").Spec.InitContainers[0].Image; img != newTopz {
 		t.Errorf("the restarted pod's topz is %s, want %s", img, newTopz)
 	}
 
@@ -131,7 +131,7 @@ func TestDayTwoAfterACatalogUpgrade(t *testing.T) {
 		createDeployment(t, ns, "while-down", nil)
 		setWebhookDown(t, ctx, false)
 		up = true
-		if n := len(podOf(t, ns, "while-down").Spec.InitContainers); n != 0 {
+		if n := len(readyPod(t, ns, "app=while-down").Spec.InitContainers); n != 0 {
 			t.Fatalf("the pod created while the webhook was down has %d init containers", n)
 		}
 		table := outrigger(exitFound, "status", "-n", ns, "--fail-on", "missing")
@@ -145,7 +145,7 @@ func TestDayTwoAfterACatalogUpgrade(t *testing.T) {
 	})
 
 	t.Run("explain names each sidecar's reason and each parameter's source", func(t *testing.T) {
-		out := outrigger(0, "explain", "pod", podOf(t, ns, "with-proxy").Name, "-n", ns)
+		out := outrigger(0, "explain", "pod", readyPod(t, ns, "app=with-proxy").Name, "-n", ns)
 		for _, want := range []string{
 			"sidecars asked for: https-proxy (the pod's outrigger.dev/inject annotation)",
 			"https-proxy: injected (native, from the pod annotation)",
@@ -203,46 +203,10 @@ func createDeployment(t *testing.T, ns, name string, annotations map[string]stri
 	if _, err := env.cluster.Client().AppsV1().Deployments(ns).Create(context.Background(), d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	cluster.Eventually(t, 2*time.Minute, func() error {
-		pod := podOfErr(ns, name)
-		if pod == nil {
-			return fmt.Errorf("Deployment %s has not exactly one live pod yet", name)
-		}
-		return podReady(pod)
-	})
+	readyPod(t, ns, "app="+name)
 }
 
-// podOfErr returns the one live pod of Deployment name (nil when there is not exactly one).
-func podOfErr(ns, name string) *corev1.Pod {
-	list, err := env.cluster.Client().CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=" + name})
-	if err != nil {
-		return nil
-	}
-	var live []corev1.Pod
-	for _, p := range list.Items {
-		if p.DeletionTimestamp == nil {
-			live = append(live, p)
-		}
-	}
-	if len(live) != 1 {
-		return nil
-	}
-	return &live[0]
-}
-
-func podOf(t *testing.T, ns, name string) *corev1.Pod {
-	t.Helper()
-	var pod *corev1.Pod
-	cluster.Eventually(t, time.Minute, func() error {
-		if pod = podOfErr(ns, name); pod == nil {
-			return fmt.Errorf("Deployment %s has not exactly one live pod", name)
-		}
-		return nil
-	})
-	return pod
-}
-
-func deploymentPodUIDs(t *testing.T, ns, name string) types.UID { return podOf(t, ns, name).UID }
+func deploymentPodUID(t *testing.T, ns, name string) types.UID { return readyPod(t, ns, "app="+name).UID }
 
 // setTopzImage is a catalog upgrade as users make it (helm upgrade of the config: topz's image is ref, or,
 // when ref is "", the release goes back to the README's install values), then waits until the webhook
