@@ -188,6 +188,10 @@ func (e *Entry) checkSets(sets string) error {
 			if v.ConfigMap == nil {
 				return fmt.Errorf("%q: volume %s is not a configMap volume", sets, vol)
 			}
+		case "appContainers":
+			if v.AppMountPath == "" {
+				return fmt.Errorf("%q: volume %s is not mounted into the app containers (no appMountPath)", sets, vol)
+			}
 		}
 		return nil
 	}
@@ -198,11 +202,11 @@ func (e *Entry) checkSets(sets string) error {
 func ParseSets(sets string) (volume, field string, err error) {
 	parts := strings.Split(sets, ".")
 	if len(parts) != 3 || parts[0] != "volumes" {
-		return "", "", fmt.Errorf("%q: want volumes.<volume>.secretName, .configMapName or .appMountPath", sets)
+		return "", "", fmt.Errorf("%q: want volumes.<volume>.secretName, .configMapName, .appMountPath or .appContainers", sets)
 	}
 	switch parts[2] {
-	case "secretName", "configMapName", "appMountPath":
+	case "secretName", "configMapName", "appMountPath", "appContainers":
 		return parts[1], parts[2], nil
 	}
-	return "", "", fmt.Errorf("%q: want volumes.<volume>.secretName, .configMapName or .appMountPath", sets)
+	return "", "", fmt.Errorf("%q: want volumes.<volume>.secretName, .configMapName, .appMountPath or .appContainers", sets)
 }

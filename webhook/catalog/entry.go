@@ -41,7 +41,8 @@ type Parameter struct {
 	// Env is the sidecar's ENV variable this parameter sets. Empty for a pod-level parameter (see Sets).
 	Env string `json:"env,omitempty"`
 	// Sets names the pod-level setting a non-ENV parameter controls: "volumes.<volume>.secretName",
-	// "volumes.<volume>.configMapName" or "volumes.<volume>.appMountPath".
+	// "volumes.<volume>.configMapName", "volumes.<volume>.appMountPath", or "volumes.<volume>.appContainers"
+	// (a list of the app containers that get the volume; every app container when unset).
 	Sets string `json:"sets,omitempty"`
 	// Default is the value the sidecar uses when the parameter is not set (documentation, and for an ENV
 	// parameter the binary's own default: a test keeps them equal).
@@ -78,7 +79,8 @@ type Volume struct {
 	MountPath string `json:"mountPath"`
 	// ReadOnly mounts it read-only in the sidecar.
 	ReadOnly bool `json:"readOnly,omitempty"`
-	// AppMountPath mounts the volume into every app container there ("" = not into the app).
+	// AppMountPath mounts the volume into every app container there ("" = not into the app), or into those
+	// an appContainers parameter lists.
 	AppMountPath string `json:"appMountPath,omitempty"`
 	// AppReadOnly mounts it read-only in the app containers.
 	AppReadOnly bool `json:"appReadOnly,omitempty"`

@@ -3,12 +3,14 @@ package inject
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/outrigger-dev/outrigger/internal/envflag"
 	"github.com/outrigger-dev/outrigger/webhook/catalog"
 	"github.com/outrigger-dev/outrigger/webhook/config"
 )
@@ -113,6 +115,8 @@ func (b *builder) addVolume(e *catalog.Entry, c *corev1.Container, v catalog.Vol
 	}
 	vol := corev1.Volume{Name: v.Name, VolumeSource: *v.VolumeSource.DeepCopy()}
 	appPath, appPathKey := v.AppMountPath, ""
+	var only []string // the app containers an appContainers parameter lists (nil: all)
+	onlyKey, onlyValue := "", ""
 	for _, p := range e.Parameters {
 		if p.Sets == "" {
 			continue
@@ -129,6 +133,8 @@ func (b *builder) addVolume(e *catalog.Entry, c *corev1.Container, v catalog.Vol
 			vol.ConfigMap.Name = value
 		case "appMountPath":
 			appPath, appPathKey = value, keys[e.ParamName(p)]
+		case "appContainers":
+			only, onlyKey, onlyValue = envflag.SplitList(value), keys[e.ParamName(p)], value
 		}
 	}
 	if vol.Secret != nil && vol.Secret.SecretName == "" || vol.ConfigMap != nil && vol.ConfigMap.Name == "" {
@@ -160,9 +166,29 @@ func (b *builder) addVolume(e *catalog.Entry, c *corev1.Container, v catalog.Vol
 	if appPath == "" {
 		return
 	}
+	if onlyKey != "" && len(only) == 0 {
+		b.problem("annotation %s=%q: want a comma-separated list of app container names", onlyKey, onlyValue)
+		return
+	}
+	if only != nil {
+		var apps []string
+		for _, c := range b.pod.Spec.Containers {
+			if _, isSidecar := b.cfg.Catalog.Get(c.Name); !isSidecar {
+				apps = append(apps, c.Name)
+			}
+		}
+		for _, name := range only {
+			if !slices.Contains(apps, name) {
+				b.problem("annotation %s=%q: no app container %q in the pod; its app containers: %s", onlyKey, onlyValue, name, strings.Join(apps, ", "))
+			}
+		}
+	}
 	for i := range b.pod.Spec.Containers {
 		app := &b.pod.Spec.Containers[i]
 		if _, isSidecar := b.cfg.Catalog.Get(app.Name); isSidecar || hasMount(app, v.Name) {
+			continue
+		}
+		if only != nil && !slices.Contains(only, app.Name) {
 			continue
 		}
 		if m := mountAt(app, appPath); m != nil {

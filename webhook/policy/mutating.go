@@ -150,7 +150,11 @@ func (r *renderer) noProblems(i int, e *catalog.Entry) string {
 			conds = append(conds, c)
 		}
 		if path, ok := appMountPath(i, e, v); ok {
-			conds = append(conds, fmt.Sprintf("!(%s) || !object.spec.containers.exists(c, %s && %s)", when(i, e, v.When), r.appContainer("c", v.Name), conflict("c", v.Name, path)))
+			conds = append(conds, fmt.Sprintf("!(%s) || !object.spec.containers.exists(c, %s && %s)", when(i, e, v.When), r.appContainer(i, e, v, "c"), conflict("c", v.Name, path)))
+		}
+		if only := appOnly(i, e, v); only != "" {
+			names, unknown := r.listedApps(only)
+			conds = append(conds, fmt.Sprintf(`!(%s) || %s == "" || (%s.size() > 0 && %s.size() == 0)`, when(i, e, v.When), only, names, unknown))
 		}
 	}
 	if sharesPID(i, e) != "false" {
@@ -203,7 +207,7 @@ func (r *renderer) appMounts(i int, e *catalog.Entry, c string) string {
 		if v.AppReadOnly {
 			m["readOnly"] = true
 		}
-		parts = append(parts, fmt.Sprintf("(%s && %s && !%s ? [%s] : [])", when(i, e, v.When), r.appContainer(c, v.Name), conflict(c, v.Name, path), literal(m)))
+		parts = append(parts, fmt.Sprintf("(%s && %s && !%s ? [%s] : [])", when(i, e, v.When), r.appContainer(i, e, v, c), conflict(c, v.Name, path), literal(m)))
 	}
 	return "dyn(" + concat(parts) + ")"
 }

@@ -256,9 +256,33 @@ func conflict(c, volume, path string) string {
 	return fmt.Sprintf(`(has(%s.volumeMounts) && %s.volumeMounts.exists(m, m.name != %s && %s == %s))`, c, c, str(volume), trimSlash("m.mountPath"), trimSlash(path))
 }
 
-// appContainer is CEL: c is an app container (not named as a catalog entry) that does not mount volume.
-func (r *renderer) appContainer(c, volume string) string {
-	return fmt.Sprintf(`!(%s.name in %s) && !(has(%s.volumeMounts) && %s.volumeMounts.exists(m, m.name == %s))`, c, strList(r.cfg.Catalog.Names()), c, c, str(volume))
+// appContainer is CEL: container c gets volume v of entry i in the app (addVolume's last loop): it is not
+// named as a catalog entry, does not mount v already, and is listed by the entry's appContainers parameter
+// when the pod sets one.
+func (r *renderer) appContainer(i int, e *catalog.Entry, v catalog.Volume, c string) string {
+	out := fmt.Sprintf(`!(%s.name in %s) && !(has(%s.volumeMounts) && %s.volumeMounts.exists(m, m.name == %s))`, c, strList(r.cfg.Catalog.Names()), c, c, str(v.Name))
+	if only := appOnly(i, e, v); only != "" {
+		out += fmt.Sprintf(` && (%s == "" || %s.split(",").map(s, s.trim()).exists(n, n == %s.name))`, only, only, c)
+	}
+	return out
+}
+
+// appOnly is the CEL variable of entry i's appContainers parameter for volume v, or "" when it has none.
+func appOnly(i int, e *catalog.Entry, v catalog.Volume) string {
+	for j, p := range e.Parameters {
+		if vol, field, _ := catalog.ParseSets(p.Sets); vol == v.Name && field == "appContainers" {
+			return paramVar(i, j)
+		}
+	}
+	return ""
+}
+
+// listedApps are CEL for an appContainers value: the names it lists, and those that are no app container
+// of the pod.
+func (r *renderer) listedApps(only string) (names, unknown string) {
+	names = fmt.Sprintf(`%s.split(",").map(s, s.trim()).filter(s, s != "")`, only)
+	unknown = fmt.Sprintf(`%s.filter(n, !object.spec.containers.exists(c, c.name == n && !(c.name in %s)))`, names, strList(r.cfg.Catalog.Names()))
+	return names, unknown
 }
 
 // volumeSource is the pod volume v of entry i as CEL, its source names from parameters (addVolume).

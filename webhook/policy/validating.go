@@ -198,10 +198,28 @@ func (r *renderer) entryValidations(i int, e *catalog.Entry, add func(expression
 			add(fmt.Sprintf("!%s || %s", absent, c), str(fmt.Sprintf("outrigger: sidecar %s: volume %s has no source name", e.Name, v.Name)))
 		}
 		if path, ok := appMountPath(i, e, v); ok {
-			clash := fmt.Sprintf("object.spec.containers.filter(c, %s && %s)", r.appContainer("c", v.Name), conflict("c", v.Name, path))
+			clash := fmt.Sprintf("object.spec.containers.filter(c, %s && %s)", r.appContainer(i, e, v, "c"), conflict("c", v.Name, path))
 			add(fmt.Sprintf("!%s || !(%s) || %s.size() == 0", absent, when(i, e, v.When), clash),
 				fmt.Sprintf(`"outrigger: container " + %s[0].name + " already mounts another volume at " + %s + ", where %s would mount its volume %s; choose another path with the annotation %smount-path"`, clash, path, e.Name, v.Name, prefix))
 		}
+	}
+	for _, v := range e.Pod.Volumes {
+		only := appOnly(i, e, v)
+		if only == "" {
+			continue
+		}
+		key := ""
+		for _, p := range e.Parameters {
+			if vol, field, _ := catalog.ParseSets(p.Sets); vol == v.Name && field == "appContainers" {
+				key = annotationKey(e, p)
+			}
+		}
+		names, unknown := r.listedApps(only)
+		apps := fmt.Sprintf(`object.spec.containers.map(c, c.name).filter(n, !(n in %s)).join(", ")`, strList(r.cfg.Catalog.Names()))
+		add(fmt.Sprintf(`!%s || !(%s) || %s == "" || %s.size() > 0`, absent, when(i, e, v.When), only, names),
+			fmt.Sprintf(`"outrigger: annotation %s=\"" + %s + "\": want a comma-separated list of app container names"`, key, only))
+		add(fmt.Sprintf(`!%s || !(%s) || %s == "" || %s.size() == 0`, absent, when(i, e, v.When), only, unknown),
+			fmt.Sprintf(`"outrigger: annotation %s=\"" + %s + "\": no app container \"" + %s[0] + "\" in the pod; its app containers: " + %s`, key, only, unknown, apps))
 	}
 	if sp := sharesPID(i, e); sp != "false" {
 		add(fmt.Sprintf("!%s || !(%s) || !(has(object.spec.shareProcessNamespace) && !object.spec.shareProcessNamespace)", absent, sp),
