@@ -184,6 +184,8 @@ func (e explanation) print(w io.Writer, cfg *config.Config, configSource string)
 				from := "catalog default"
 				if p.From != "" {
 					from = "annotation " + p.From
+				} else if p.DefaultFrom != "" {
+					from = p.DefaultFrom
 				} else if p.Value == "" {
 					from = "not set (no default)"
 				}

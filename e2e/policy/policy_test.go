@@ -260,7 +260,7 @@ func namesTheSame(webhook, policy string) error {
 // samples are values tried for every parameter: valid and invalid for one type or another.
 var samples = []string{"", "0", "1", "-1", "8080", "99999", ":8080", "host:9090", "[::1]:80", "x:y", "10s", "5m", "1ms", "20s", "10", "1.5",
 	"true", "FALSE", "maybe", "/etc/config", "relative/path", "/a:b", "web-tls", "Web_TLS", "a.b-c", "https://example.com/x", "example.com",
-	"SIGHUP", "POST", "recursive", "1.3", "a,b", "\x00", "-1s", "1e3", "0.5", "11s", "1h", " 10 "}
+	"SIGHUP", "POST", "recursive", "1.3", "a,b", "\x00", "-1s", "1e3", "0.5", "11s", "1h", " 10 ", "64Mi", "100m", "2Gi", "1.5Ki"}
 
 // TestThePolicyRefusesExactlyTheValuesTheWebhookRefuses tries every sample value on every parameter of every
 // sidecar, one annotation at a time, through the real API server with the rendered policies: a value is

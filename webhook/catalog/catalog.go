@@ -52,6 +52,8 @@ func New(entries ...Entry) (*Catalog, error) {
 	var problems []error
 	for i := range entries {
 		e := entries[i]
+		e.Parameters = append([]Parameter{}, e.Parameters...)
+		addResourceParameters(&e)
 		if err := e.Validate(); err != nil {
 			problems = append(problems, err)
 			continue
@@ -169,8 +171,12 @@ func (e *Entry) Validate() error {
 	return nil
 }
 
-// checkSets validates a pod-level parameter target: volumes.<volume>.<field>.
+// checkSets validates a pod-level parameter target: volumes.<volume>.<field>, or
+// resources.<requests|limits>.<resource> (the parameters every entry gets).
 func (e *Entry) checkSets(sets string) error {
+	if _, _, ok := ParseResourceSets(sets); ok {
+		return nil
+	}
 	vol, field, err := ParseSets(sets)
 	if err != nil {
 		return err

@@ -58,6 +58,9 @@ type Parameter struct {
 	Required bool `json:"required,omitempty"`
 	// Doc is one line for `outrigger sidecars` and denial messages.
 	Doc string `json:"doc"`
+	// DefaultSource says where Default comes from when not the catalog: the config file's resources
+	// ("config resources.topz.requests.cpu"); set by Entry.SetResources, not written in a catalog file.
+	DefaultSource string `json:"-"`
 }
 
 // PodNeeds is what a sidecar needs from the pod it is injected into.

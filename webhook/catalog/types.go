@@ -89,6 +89,9 @@ var ParameterTypes = map[string]parameterType{
 			return nil
 		}, nil
 	},
+	"quantity": func(Parameter) (func(string) error, error) {
+		return CheckQuantity, nil
+	},
 	"url": func(Parameter) (func(string) error, error) {
 		return func(s string) error {
 			if !strings.Contains(s, "://") {
@@ -137,7 +140,8 @@ func TypeNames() []string {
 }
 
 // Check validates value for p and returns an error that says what is accepted. The empty string is
-// accepted for a parameter that is not required: it means "the sidecar's default".
+// accepted for a parameter that is not required: it means "the sidecar's default" (except for a quantity:
+// an empty resource annotation is refused, not read as "unset").
 func (p Parameter) Check(value string) error {
 	t, ok := ParameterTypes[p.Type]
 	if !ok {
@@ -147,7 +151,7 @@ func (p Parameter) Check(value string) error {
 	if err != nil {
 		return err
 	}
-	if value == "" && !p.Required {
+	if value == "" && !p.Required && p.Type != "quantity" {
 		return nil
 	}
 	return check(value)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -44,6 +45,10 @@ type File struct {
 	Images Images `json:"images,omitempty"`
 	// Sidecars are the operator's catalog entries, added to (or replacing) the built-in ones by name.
 	Sidecars []catalog.Entry `json:"sidecars,omitempty"`
+	// Resources override a sidecar's catalog resources, per resource (cpu, memory, ephemeral-storage):
+	// {topz: {requests: {cpu: 2m}, limits: {memory: 32Mi}}}. A pod's <sidecar>.outrigger.dev/cpu-request
+	// (and -limit, memory-, ephemeral-storage-) annotations override these in turn.
+	Resources map[string]corev1.ResourceRequirements `json:"resources,omitempty"`
 }
 
 // Images says where the built-in sidecars' images come from.
@@ -142,6 +147,38 @@ func New(f File, injectorNamespace string) (*Config, error) {
 	if err != nil {
 		problems = append(problems, fmt.Errorf("sidecars: %w", err))
 	}
+	for _, name := range sortedKeys(f.Resources) {
+		rr := f.Resources[name]
+		e, ok := cat.Get(name)
+		if !ok {
+			problems = append(problems, fmt.Errorf("resources: %q is not a sidecar; accepted: %s", name, strings.Join(cat.Names(), ", ")))
+			continue
+		}
+		if len(rr.Claims) > 0 {
+			problems = append(problems, fmt.Errorf("resources.%s.claims: not supported (requests and limits only)", name))
+		}
+		bad := false
+		for kind, list := range map[string]corev1.ResourceList{"requests": rr.Requests, "limits": rr.Limits} {
+			for r, q := range list {
+				if !slices.Contains(catalog.Resources, r) {
+					problems = append(problems, fmt.Errorf("resources.%s.%s.%s: unknown resource; accepted: cpu, memory, ephemeral-storage", name, kind, r))
+					bad = true
+				} else if q.Sign() < 0 {
+					problems = append(problems, fmt.Errorf("resources.%s.%s.%s %q: want a quantity that is not negative", name, kind, r, q.String()))
+					bad = true
+				}
+			}
+		}
+		if bad {
+			continue
+		}
+		e.SetResources(rr, "config resources."+name)
+		for _, p := range catalog.ResourceProblems(e.Container.Resources, func(kind string, r corev1.ResourceName) string {
+			return "resources." + name + "." + kind + "." + string(r) + " in the config, or the catalog's"
+		}) {
+			problems = append(problems, fmt.Errorf("resources.%s: %s", name, p))
+		}
+	}
 	for name := range f.Images.Overrides {
 		if _, ok := cat.Get(name); !ok {
 			problems = append(problems, fmt.Errorf("images.overrides: %q is not a sidecar; accepted: %s", name, strings.Join(cat.Names(), ", ")))
@@ -176,6 +213,15 @@ func New(f File, injectorNamespace string) (*Config, error) {
 		c.entryHashes[name] = sha256.Sum256(append(data, c.Image(e)...))
 	}
 	return c, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // CatalogHash identifies the catalog entries of names (in any order), their images and the sidecar mode:

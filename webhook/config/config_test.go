@@ -93,3 +93,31 @@ func TestStoreKeepsTheLastGoodConfig(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
+
+func TestResourcesAreCheckedAndBecomeTheDefaults(t *testing.T) {
+	_, err := Parse([]byte("resources:\n  tpoz: {requests: {cpu: 1m}}\n  topz: {requests: {gpu: \"1\", memory: 64Mi}}\n  git-sync: {requests: {memory: 64Mi}, limits: {memory: 32Mi}}\n"), "")
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, want := range []string{
+		`resources: "tpoz" is not a sidecar; accepted: config-sync`,
+		`resources.topz.requests.gpu: unknown resource; accepted: cpu, memory, ephemeral-storage`,
+		`resources.git-sync: memory limit 32Mi (resources.git-sync.limits.memory in the config, or the catalog's) is below its request 64Mi`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	c, err := Parse([]byte("resources:\n  topz: {requests: {cpu: 2m}}\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := c.Catalog.Get("topz")
+	p, _ := e.Parameter("cpu-request")
+	if q := e.Container.Resources.Requests["cpu"]; q.String() != "2m" || p.Default != "2m" || p.DefaultSource != "config resources.topz.requests.cpu" {
+		t.Errorf("topz cpu request %s, parameter default %q from %q; want 2m from the config", q.String(), p.Default, p.DefaultSource)
+	}
+	if q := e.Container.Resources.Requests["memory"]; q.String() != "16Mi" {
+		t.Errorf("the config's cpu request dropped the catalog's memory request: %s", q.String())
+	}
+}

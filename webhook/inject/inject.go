@@ -64,8 +64,10 @@ type Decision struct {
 type ParameterValue struct {
 	Name  string `json:"name"`
 	Value string `json:"value"`
-	// From is the annotation that set it, or "" for the catalog's default.
+	// From is the annotation that set it, or "" for the default.
 	From string `json:"from,omitempty"`
+	// DefaultFrom says where a default comes from when not the catalog (the config file's resources).
+	DefaultFrom string `json:"defaultFrom,omitempty"`
 }
 
 // Result is the outcome of a successful Inject.
@@ -229,7 +231,7 @@ func effectiveParameters(e *catalog.Entry, values, keys map[string]string) []Par
 			out = append(out, ParameterValue{Name: name, Value: v, From: keys[name]})
 			continue
 		}
-		out = append(out, ParameterValue{Name: name, Value: p.Default})
+		out = append(out, ParameterValue{Name: name, Value: p.Default, DefaultFrom: p.DefaultSource})
 	}
 	return out
 }

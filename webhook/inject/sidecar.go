@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/outrigger-dev/outrigger/internal/envflag"
@@ -79,6 +80,7 @@ func (b *builder) add(e *catalog.Entry, values, keys map[string]string) {
 		setEnv(c, p.Env, v)
 		movePort(c, p, v)
 	}
+	b.setResources(e, c, values, keys)
 	for _, v := range e.Pod.Volumes {
 		b.addVolume(e, c, v, values, keys)
 	}
@@ -105,6 +107,38 @@ func (b *builder) add(e *catalog.Entry, values, keys map[string]string) {
 	b.hashes[e.Name] = b.cfg.SidecarHash(e, c)
 	b.pending = append(b.pending, *c)
 	b.used = append(b.used, e)
+}
+
+// setResources applies the pod's resource annotations (cpu-request, memory-limit, ...) over the catalog's
+// and the config's resources, and refuses a limit below its request, naming where each value came from.
+func (b *builder) setResources(e *catalog.Entry, c *corev1.Container, values, keys map[string]string) {
+	from := map[string]string{}
+	for _, p := range e.Parameters {
+		kind, r, ok := catalog.ParseResourceSets(p.Sets)
+		if !ok {
+			continue
+		}
+		where := "the catalog's default"
+		if p.DefaultSource != "" {
+			where = p.DefaultSource
+		}
+		v := values[e.ParamName(p)]
+		if v != "" {
+			where = "annotation " + keys[e.ParamName(p)]
+			list := &c.Resources.Requests
+			if kind == "limits" {
+				list = &c.Resources.Limits
+			}
+			if *list == nil {
+				*list = corev1.ResourceList{}
+			}
+			(*list)[r] = resource.MustParse(v) // checked by parsePodAnnotations
+		}
+		from[kind+"/"+string(r)] = where
+	}
+	for _, p := range catalog.ResourceProblems(c.Resources, func(kind string, r corev1.ResourceName) string { return from[kind+"/"+string(r)] }) {
+		b.problem("sidecar %s: %s", e.Name, p)
+	}
 }
 
 // addVolume adds e's volume v to the pod (unless one of that name is there), mounts it into the sidecar,

@@ -27,6 +27,19 @@ func (r *renderer) container(i int, e *catalog.Entry, mode string) string {
 	}
 	tree := generic(c).(map[string]any)
 
+	// Resources: both lists present (empty ones are dropped by the API server's decoding), so that the
+	// patch can add a pod's resource annotations key by key (see resourceOps).
+	res, _ := tree["resources"].(map[string]any)
+	if res == nil {
+		res = map[string]any{}
+		tree["resources"] = res
+	}
+	for _, kind := range catalog.ResourceKinds {
+		if _, ok := res[kind]; !ok {
+			res[kind] = map[string]any{}
+		}
+	}
+
 	// ENV: setEnv replaces a template entry in place, else appends, in parameter order.
 	var env []string
 	var items []string
@@ -134,4 +147,64 @@ func joinComma(items []string) string {
 		out += s
 	}
 	return out
+}
+
+// resourcePair is one resource's effective request and limit of entry i, as CEL.
+type resourcePair struct {
+	resource                               string
+	request, limit, requestFrom, limitFrom string
+}
+
+// ok is CEL: the limit is not below the request (true when either is unset or not a quantity: the value
+// checks report those).
+func (lr resourcePair) ok() string {
+	return fmt.Sprintf(`%s == "" || %s == "" || !isQuantity(%s) || !isQuantity(%s) || !quantity(%s).isLessThan(quantity(%s))`,
+		lr.request, lr.limit, lr.request, lr.limit, lr.limit, lr.request)
+}
+
+// resourcePairs are entry i's resources with both a request and a limit parameter (every resource).
+func resourcePairs(i int, e *catalog.Entry) []resourcePair {
+	type side struct{ value, from string }
+	sides := map[string]side{}
+	for j, p := range e.Parameters {
+		kind, r, ok := catalog.ParseResourceSets(p.Sets)
+		if !ok {
+			continue
+		}
+		def := "the catalog's default"
+		if p.DefaultSource != "" {
+			def = p.DefaultSource
+		}
+		v := paramVar(i, j)
+		sides[kind+"/"+string(r)] = side{
+			value: fmt.Sprintf(`(%s != "" ? %s : %s)`, v, v, str(p.Default)),
+			from:  fmt.Sprintf(`(%s != "" ? %s : %s)`, v, str("annotation "+annotationKey(e, p)), str(def)),
+		}
+	}
+	var out []resourcePair
+	for _, r := range catalog.Resources {
+		req, lim := sides["requests/"+string(r)], sides["limits/"+string(r)]
+		out = append(out, resourcePair{resource: string(r), request: req.value, limit: lim.value, requestFrom: req.from, limitFrom: lim.from})
+	}
+	return out
+}
+
+// resourceOps are the JSONPatch operations that put a pod's resource annotations into the sidecars just
+// added (their index is their place among the pending ones).
+func (r *renderer) resourceOps() string {
+	var ops []string
+	for i, e := range r.entries {
+		at := fmt.Sprintf(`variables.pending.indexOf(%s)`, str(e.Name))
+		base := fmt.Sprintf(`(variables.native ? "/spec/initContainers/" + string(%s) : "/spec/containers/" + string(object.spec.containers.size() + %s))`, at, at)
+		for j, p := range e.Parameters {
+			kind, res, ok := catalog.ParseResourceSets(p.Sets)
+			if !ok {
+				continue
+			}
+			v := paramVar(i, j)
+			ops = append(ops, fmt.Sprintf(`(variables.%s && %s != "" ? [JSONPatch{op: "add", path: %s + "/resources/%s/%s", value: %s}] : [])`,
+				sidecarVar(i, "pending"), v, base, kind, res, v))
+		}
+	}
+	return concat(ops)
 }

@@ -160,6 +160,9 @@ func (r *renderer) noProblems(i int, e *catalog.Entry) string {
 	if sharesPID(i, e) != "false" {
 		conds = append(conds, fmt.Sprintf("!(%s) || !(has(object.spec.shareProcessNamespace) && !object.spec.shareProcessNamespace)", sharesPID(i, e)))
 	}
+	for _, lr := range resourcePairs(i, e) {
+		conds = append(conds, lr.ok())
+	}
 	if len(conds) == 0 {
 		return "true"
 	}
@@ -244,6 +247,7 @@ func (r *renderer) patch() string {
 		`(variables.volumes.size() > 0 ? [JSONPatch{op: "add", path: "/spec/volumes", value: (has(object.spec.volumes) ? dyn(object.spec.volumes) : dyn([])) + variables.volumes}] : [])`,
 		`(variables.sharePID ? [JSONPatch{op: "add", path: "/spec/shareProcessNamespace", value: true}] : [])`,
 		`(variables.native ? [JSONPatch{op: "add", path: "/spec/initContainers", value: variables.sidecars + (has(object.spec.initContainers) ? dyn(object.spec.initContainers) : dyn([]))}] : variables.sidecars.map(s, JSONPatch{op: "add", path: "/spec/containers/-", value: s}))`,
+		r.resourceOps(),
 		fmt.Sprintf(`(has(object.metadata.annotations) ? [JSONPatch{op: "add", path: "/metadata/annotations/%s", value: variables.status}] : [JSONPatch{op: "add", path: "/metadata/annotations", value: {%s: variables.status}}])`, pointer(inject.AnnotationStatus), str(inject.AnnotationStatus)),
 	}
 	return "variables.pending.size() == 0 ? [] : " + strings.Join(ops, " +\n  ")

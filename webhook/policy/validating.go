@@ -82,6 +82,8 @@ func valueCheck(p catalog.Parameter) (func(v string) string, bool) {
 		}, true
 	case "url":
 		return func(v string) string { return v + `.contains("://")` }, true
+	case "quantity":
+		return func(v string) string { return fmt.Sprintf(`isQuantity(%s) && !quantity(%s).isLessThan(quantity("0"))`, v, v) }, true
 	}
 	return nil, false
 }
@@ -171,7 +173,7 @@ func (r *renderer) entryValidations(i int, e *catalog.Entry, add func(expression
 		if cond == "true" {
 			continue
 		}
-		if !p.Required {
+		if !p.Required && p.Type != "quantity" { // an empty quantity is refused, as Check does
 			cond = v + ` == "" || ` + cond
 		}
 		add(fmt.Sprintf("!(%s in variables.ann) || (%s)", k, cond),
@@ -220,6 +222,11 @@ func (r *renderer) entryValidations(i int, e *catalog.Entry, add func(expression
 			fmt.Sprintf(`"outrigger: annotation %s=\"" + %s + "\": want a comma-separated list of app container names"`, key, only))
 		add(fmt.Sprintf(`!%s || !(%s) || %s == "" || %s.size() == 0`, absent, when(i, e, v.When), only, unknown),
 			fmt.Sprintf(`"outrigger: annotation %s=\"" + %s + "\": no app container \"" + %s[0] + "\" in the pod; its app containers: " + %s`, key, only, unknown, apps))
+	}
+	for _, lr := range resourcePairs(i, e) {
+		add(fmt.Sprintf("!%s || %s", absent, lr.ok()),
+			fmt.Sprintf(`"outrigger: sidecar %s: %s limit " + %s + " (" + %s + ") is below its request " + %s + " (" + %s + "): a limit must be at least its request"`,
+				e.Name, lr.resource, lr.limit, lr.limitFrom, lr.request, lr.requestFrom))
 	}
 	if sp := sharesPID(i, e); sp != "false" {
 		add(fmt.Sprintf("!%s || !(%s) || !(has(object.spec.shareProcessNamespace) && !object.spec.shareProcessNamespace)", absent, sp),
