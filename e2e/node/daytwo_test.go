@@ -206,7 +206,9 @@ func createDeployment(t *testing.T, ns, name string, annotations map[string]stri
 	readyPod(t, ns, "app="+name)
 }
 
-func deploymentPodUID(t *testing.T, ns, name string) types.UID { return readyPod(t, ns, "app="+name).UID }
+func deploymentPodUID(t *testing.T, ns, name string) types.UID {
+	return readyPod(t, ns, "app="+name).UID
+}
 
 // setTopzImage is a catalog upgrade as users make it (helm upgrade of the config: topz's image is ref, or,
 // when ref is "", the release goes back to the README's install values), then waits until the webhook

@@ -83,7 +83,9 @@ func valueCheck(p catalog.Parameter) (func(v string) string, bool) {
 	case "url":
 		return func(v string) string { return v + `.contains("://")` }, true
 	case "quantity":
-		return func(v string) string { return fmt.Sprintf(`isQuantity(%s) && !quantity(%s).isLessThan(quantity("0"))`, v, v) }, true
+		return func(v string) string {
+			return fmt.Sprintf(`isQuantity(%s) && !quantity(%s).isLessThan(quantity("0"))`, v, v)
+		}, true
 	}
 	return nil, false
 }
