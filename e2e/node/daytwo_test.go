@@ -265,3 +265,81 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// TestResourcesAndSomeContainersOnly runs what a pod can now say about its sidecars on the real node:
+// topz's resources from annotations over the catalog's (the kubelet runs it with them), and config-sync's
+// directory in one of two app containers only; `outrigger explain` names each value's source.
+func TestResourcesAndSomeContainersOnly(t *testing.T) {
+	requireNode(t)
+	const ns = "resources"
+	env.cluster.CreateNamespace(t, ns, nil, nil)
+	kubectlApply(t, configMapYAML(ns, "greeting=v1\n"))
+	labels := map[string]string{"app": "two-apps"}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "two-apps"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr(int32(1)),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{
+					"outrigger.dev/inject":                       "topz,config-sync",
+					"topz.outrigger.dev/cpu-request":             "20m",
+					"topz.outrigger.dev/memory-limit":            "96Mi",
+					"config-sync.outrigger.dev/source-configmap": "app-config",
+					"config-sync.outrigger.dev/source-dir":       "/etc/config-source",
+					"config-sync.outrigger.dev/containers":       "web",
+				}},
+				Spec: corev1.PodSpec{TerminationGracePeriodSeconds: ptr(int64(1)), Containers: []corev1.Container{
+					{Name: "web", Image: env.appRef, ImagePullPolicy: corev1.PullNever, Args: []string{"-listen=127.0.0.1:8000", "-name=web", "-config=/etc/config/app.conf"}},
+					{Name: "worker", Image: env.appRef, ImagePullPolicy: corev1.PullNever, Args: []string{"-listen=127.0.0.1:8001", "-name=worker"}},
+				}},
+			},
+		},
+	}
+	if _, err := env.cluster.Client().AppsV1().Deployments(ns).Create(context.Background(), d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod := readyPod(t, ns, "app=two-apps")
+	defer dumpPod(t, ns, pod.Name)
+	topz := status(pod.Status.InitContainerStatuses, "topz")
+	if topz == nil || !topz.Ready {
+		t.Fatalf("topz is not running and ready: %+v", topz)
+	}
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name != "topz" {
+			continue
+		}
+		cpu, mem := c.Resources.Requests[corev1.ResourceCPU], c.Resources.Limits[corev1.ResourceMemory]
+		if cpu.String() != "20m" || mem.String() != "96Mi" {
+			t.Errorf("topz runs with cpu request %s and memory limit %s, want the annotations' 20m and 96Mi", cpu.String(), mem.String())
+		}
+		if req := c.Resources.Requests[corev1.ResourceMemory]; req.String() != "16Mi" {
+			t.Errorf("topz's memory request %s, want the catalog's 16Mi (not overridden)", req.String())
+		}
+	}
+	mounts := func(name string) bool {
+		for _, c := range pod.Spec.Containers {
+			if c.Name == name {
+				for _, m := range c.VolumeMounts {
+					if m.Name == "outrigger-config" {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
+	if !mounts("web") || mounts("worker") {
+		t.Errorf("the config directory is in web: %v, in worker: %v; want web only", mounts("web"), mounts("worker"))
+	}
+	cli := buildCLI(t)
+	out, err := exec.Command(cli, "explain", "pod", pod.Name, "-n", ns, "--kubeconfig", env.cluster.Kubeconfig()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("outrigger explain: %v\n%s", err, out)
+	}
+	for _, want := range []string{"cpu-request = 20m (annotation topz.outrigger.dev/cpu-request)", "memory-request = 16Mi (catalog default)", "containers = web (annotation config-sync.outrigger.dev/containers)"} {
+		if !strings.Contains(strings.Join(strings.Fields(string(out)), " "), want) {
+			t.Errorf("explain lacks %q:\n%s", want, out)
+		}
+	}
+}
