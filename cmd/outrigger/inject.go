@@ -15,9 +15,26 @@ import (
 	"github.com/outrigger-dev/outrigger/webhook/manifests"
 )
 
+const injectHelp = `Usage: outrigger inject -f FILE|- [--config FILE] [--namespace NS] [--namespace-inject LIST] [-q]
+       outrigger inject -f FILE|- (--kubeconfig F | --context C | --cluster) [--config FILE]
+
+Injects sidecars into manifests (Pods and the pod templates of workloads, in YAML or JSON streams and
+Lists) with the webhook's own injection core, and writes them to standard output; decisions and warnings go
+to standard error. If any object is denied, nothing is written. Offline, the namespace's annotation is
+--namespace-inject; in cluster mode it is read from the cluster, with the cluster's config.
+
+Examples:
+  outrigger inject -f deploy.yaml | kubectl apply -f -
+  outrigger inject -f deploy.yaml --namespace-inject topz --config outrigger.yaml
+  kubectl get deploy web -o yaml | outrigger inject -f - --cluster
+
+Flags:
+`
+
 func injectCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("outrigger inject", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, injectHelp); fs.PrintDefaults() }
 	file := fs.String("f", "", "manifest file to read, or - for standard input (required)")
 	configFile := fs.String("config", "", "the injector's config file (default: the built-in defaults)")
 	namespace := fs.String("namespace", "default", "namespace for objects that name none")

@@ -237,3 +237,12 @@ spec: {containers: [{name: app, image: agent:1}]}
 
 // squeeze collapses runs of blanks (the explain table's alignment).
 func squeeze(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func TestEveryCommandHasHelpWithExamples(t *testing.T) {
+	for _, cmd := range []string{"inject", "sidecars", "status", "restart", "explain", "render"} {
+		var out, errOut bytes.Buffer
+		if code := run([]string{cmd, "--help"}, strings.NewReader(""), &out, &errOut); code != 0 || !strings.Contains(errOut.String(), "Examples:\n  outrigger "+cmd) {
+			t.Errorf("outrigger %s --help: exit %d, no examples:\n%s", cmd, code, errOut.String())
+		}
+	}
+}

@@ -12,9 +12,22 @@ import (
 	"github.com/outrigger-dev/outrigger/webhook/config"
 )
 
+const sidecarsHelp = `Usage: outrigger sidecars [--config FILE] [-o text|yaml]
+
+Prints the catalog (the built-in sidecars and the config file's own, with its resources applied): for each
+sidecar its image and every parameter, with its annotation, ENV, default, accepted values and a line of doc.
+
+Examples:
+  outrigger sidecars
+  outrigger sidecars --config outrigger.yaml -o yaml
+
+Flags:
+`
+
 func sidecarsCommand(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("outrigger sidecars", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, sidecarsHelp); fs.PrintDefaults() }
 	configFile := fs.String("config", "", "the injector's config file (default: the built-in defaults)")
 	output := fs.String("o", "text", "output format: text or yaml")
 	if err := fs.Parse(args); err != nil {
