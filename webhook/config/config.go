@@ -239,14 +239,17 @@ func (c *Config) CatalogHash(names []string) string {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// SidecarHash identifies sidecar e as rendered into one pod: its catalog entry, its image and the
-// container c (before the API server's defaulting): "sha256:" and 16 hex digits. Two pods get the same hash
-// exactly when the injector would give them the same container from the same entry.
+// SidecarHash identifies sidecar e as rendered into one pod: the container c (before the API server's
+// defaulting; it holds the image and the mode's restart policy) and what the entry adds to the pod (its
+// volumes, the shared PID namespace): "sha256:" and 16 hex digits. Two pods get the same hash exactly when
+// the injector would give them the same sidecar, so a change to an entry's descriptions or parameter docs
+// does not make running pods stale.
 func (c *Config) SidecarHash(e *catalog.Entry, container *corev1.Container) string {
+	needs, _ := json.Marshal(e.Pod)    // typed: cannot fail
 	data, _ := json.Marshal(container) // typed API fields: cannot fail
 	h := sha256.New()
-	sum := c.entryHashes[e.Name]
-	h.Write(sum[:])
+	h.Write(needs)
+	h.Write([]byte{0})
 	h.Write(data)
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))[:16]
 }

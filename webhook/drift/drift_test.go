@@ -160,3 +160,22 @@ func TestSubmittedUndoesTheInjection(t *testing.T) {
 		t.Fatalf("the pod as submitted still has Outrigger's parts: %+v", back.Spec)
 	}
 }
+
+func TestADocumentationChangeLeavesPodsCurrent(t *testing.T) {
+	entry := func(doc string) string {
+		return `sidecars:
+- name: agent
+  description: "` + doc + `"
+  image: registry.example/agent:1
+  container:
+    env: [{name: LOG_LEVEL, value: info}]
+  parameters:
+  - {env: LOG_LEVEL, default: info, type: string, doc: "` + doc + `"}
+`
+	}
+	pod := admitted(t, appPod(map[string]string{"outrigger.dev/inject": "agent"}), shop, mustConfig(t, entry("the log level")))
+	agent := states(drift.Compare(pod, shop, mustConfig(t, entry("how much the agent logs"))))["agent"]
+	if agent.State != drift.Current {
+		t.Fatalf("agent after a change of its docs only: %+v, want current", agent)
+	}
+}
