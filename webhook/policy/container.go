@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -56,7 +57,7 @@ func (r *renderer) container(i int, e *catalog.Entry, mode string) string {
 		items = append(items, lit)
 	}
 	if len(items) > 0 {
-		env = append(env, "["+joinComma(items)+"]")
+		env = append(env, "["+strings.Join(items, ", ")+"]")
 	}
 	for j, p := range e.Parameters {
 		if p.Env == "" || templateEnv[p.Env] {
@@ -138,16 +139,6 @@ func (r *renderer) portVariables() [][2]string {
 	return vars
 }
 
-func joinComma(items []string) string {
-	out := ""
-	for i, s := range items {
-		if i > 0 {
-			out += ", "
-		}
-		out += s
-	}
-	return out
-}
 
 // resourcePair is one resource's effective request and limit of entry i, as CEL.
 type resourcePair struct {
