@@ -35,13 +35,14 @@ func TestAnnotatedPodIsInjected(t *testing.T) {
 		t.Fatal(err)
 	}
 	native, containers := sidecarNames(pod)
-	if !slices.Equal(native, []string{"https-proxy", "topz"}) || !slices.Equal(containers, []string{"app"}) {
-		t.Fatalf("native sidecars %v, containers %v; want [https-proxy topz] and [app]", native, containers)
+	// topz first, https-proxy last (their catalog order), whatever order the annotation lists them in.
+	if !slices.Equal(native, []string{"topz", "https-proxy"}) || !slices.Equal(containers, []string{"app"}) {
+		t.Fatalf("native sidecars %v, containers %v; want [topz https-proxy] and [app]", native, containers)
 	}
 	if pod.Spec.ShareProcessNamespace == nil || !*pod.Spec.ShareProcessNamespace {
 		t.Error("topz needs shareProcessNamespace: true")
 	}
-	if env := pod.Spec.InitContainers[0].Env; len(env) != 1 || env[0].Name != "PROXY_PORT" || env[0].Value != "8000" {
+	if env := pod.Spec.InitContainers[1].Env; len(env) != 1 || env[0].Name != "PROXY_PORT" || env[0].Value != "8000" {
 		t.Errorf("https-proxy env = %v, want PROXY_PORT=8000", env)
 	}
 	status, ok := inject.ReadStatus(pod)
@@ -196,60 +197,15 @@ func TestServerSideDryRunReturnsTheInjectedPod(t *testing.T) {
 func TestSecondWebhookDoesNotCauseDoubleInjection(t *testing.T) {
 	ctx := context.Background()
 	env.cluster.CreateNamespace(t, "two-hooks", map[string]string{"e2e.outrigger.dev/second-webhook": "yes"}, nil)
-
-	other := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var review admissionv1.AdmissionReview
-		if err := json.NewDecoder(r.Body).Decode(&review); err != nil {
-			http.Error(w, err.Error(), 400)
-			return
+	registerOtherWebhook(t, "zz-audit-agent", "audit.example.com", "yes", func(pod corev1.Pod) string {
+		if slices.ContainsFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == "audit-agent" }) {
+			return ""
 		}
-		var pod corev1.Pod
-		_ = json.Unmarshal(review.Request.Object.Raw, &pod)
-		resp := &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}
-		if !slices.ContainsFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == "audit-agent" }) {
-			patch := `[{"op":"add","path":"/spec/containers/-","value":{"name":"audit-agent","image":"audit:1"}}]`
-			pt := admissionv1.PatchTypeJSONPatch
-			resp.Patch, resp.PatchType = []byte(patch), &pt
-		}
-		review.Response, review.Request = resp, nil
-		_ = json.NewEncoder(w).Encode(review)
-	}))
-	certDir := filepath.Join(t.TempDir(), "certs")
-	ca, err := cluster.ServingCert(certDir, "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.LoadX509KeyPair(filepath.Join(certDir, "tls.crt"), filepath.Join(certDir, "tls.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	other.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	other.StartTLS()
-	defer other.Close()
-
-	url := other.URL + "/mutate"
-	none := admissionregistrationv1.SideEffectClassNone
-	ifNeeded := admissionregistrationv1.IfNeededReinvocationPolicy
-	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "zz-audit-agent"},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name: "audit.example.com", ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: ca},
-			Rules:       []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create}, Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
-			SideEffects: &none, ReinvocationPolicy: &ifNeeded, AdmissionReviewVersions: []string{"v1"},
-			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"e2e.outrigger.dev/second-webhook": "yes"}},
-		}},
-	}
-	if err := env.cluster.Register(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = env.cluster.Client().AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, cfg.Name, metav1.DeleteOptions{})
+		return `[{"op":"add","path":"/spec/containers/-","value":{"name":"audit-agent","image":"audit:1"}}]`
 	})
 
-	var pod *corev1.Pod
 	cluster.Eventually(t, 20*time.Second, func() error {
-		var err error
-		pod, err = env.cluster.CreatePod(ctx, "two-hooks", cluster.AppPod("p", map[string]string{
+		pod, err := env.cluster.CreatePod(ctx, "two-hooks", cluster.AppPod("p", map[string]string{
 			"outrigger.dev/inject": "topz,config-sync", "config-sync.outrigger.dev/configmap": "app-config",
 		}), true)
 		if err != nil {
@@ -261,7 +217,7 @@ func TestSecondWebhookDoesNotCauseDoubleInjection(t *testing.T) {
 		return nil
 	})
 	before := metric(t, env.hook.MetricsURL, "outrigger_admission_requests_total")
-	pod, err = env.cluster.CreatePod(ctx, "two-hooks", cluster.AppPod("p", map[string]string{
+	pod, err := env.cluster.CreatePod(ctx, "two-hooks", cluster.AppPod("p", map[string]string{
 		"outrigger.dev/inject": "topz,config-sync", "config-sync.outrigger.dev/configmap": "app-config",
 	}), true)
 	if err != nil {
@@ -321,4 +277,111 @@ func TestFailurePolicy(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// registerOtherWebhook serves and registers another injector's mutating webhook (reinvocationPolicy
+// IfNeeded, called after ours by its name) for namespaces labelled e2e.outrigger.dev/second-webhook=label;
+// patch returns its JSON patch for a pod, or "" for none.
+func registerOtherWebhook(t *testing.T, configName, webhookName, label string, patch func(corev1.Pod) string) {
+	t.Helper()
+	ctx := context.Background()
+	other := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var review admissionv1.AdmissionReview
+		if err := json.NewDecoder(r.Body).Decode(&review); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		var pod corev1.Pod
+		_ = json.Unmarshal(review.Request.Object.Raw, &pod)
+		resp := &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}
+		if p := patch(pod); p != "" {
+			pt := admissionv1.PatchTypeJSONPatch
+			resp.Patch, resp.PatchType = []byte(p), &pt
+		}
+		review.Response, review.Request = resp, nil
+		_ = json.NewEncoder(w).Encode(review)
+	}))
+	certDir := filepath.Join(t.TempDir(), "certs")
+	ca, err := cluster.ServingCert(certDir, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(certDir, "tls.crt"), filepath.Join(certDir, "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	other.StartTLS()
+	t.Cleanup(other.Close)
+
+	url := other.URL + "/mutate"
+	none := admissionregistrationv1.SideEffectClassNone
+	ifNeeded := admissionregistrationv1.IfNeededReinvocationPolicy
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: configName},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name: webhookName, ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: ca},
+			Rules:       []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create}, Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
+			SideEffects: &none, ReinvocationPolicy: &ifNeeded, AdmissionReviewVersions: []string{"v1"},
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"e2e.outrigger.dev/second-webhook": label}},
+		}},
+	}
+	if err := env.cluster.Register(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.cluster.Client().AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, cfg.Name, metav1.DeleteOptions{})
+	})
+}
+
+// TestOrderHoldsNextToAnotherInjector registers another injector that prepends its own init container, as
+// Vault's agent-init does, after Outrigger has run. Reinvoked, Outrigger puts its sidecars back in their
+// catalog order: topz (first) before every other init container, https-proxy (last) after them, so that
+// https-proxy starts once the other injector's init container has written what it needs.
+func TestOrderHoldsNextToAnotherInjector(t *testing.T) {
+	ctx := context.Background()
+	const ns = "vault-like"
+	env.cluster.CreateNamespace(t, ns, map[string]string{"e2e.outrigger.dev/second-webhook": "prepends"}, nil)
+	registerOtherWebhook(t, "zz-vault-like", "agent-init.vault.example.com", "prepends", func(pod corev1.Pod) string {
+		if slices.ContainsFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == "vault-agent-init" }) {
+			return ""
+		}
+		init := `{"name":"vault-agent-init","image":"vault:1"}`
+		if len(pod.Spec.InitContainers) == 0 {
+			return `[{"op":"add","path":"/spec/initContainers","value":[` + init + `]}]`
+		}
+		return `[{"op":"add","path":"/spec/initContainers/0","value":` + init + `}]`
+	})
+	annotations := map[string]string{"outrigger.dev/inject": "https-proxy,topz", "https-proxy.outrigger.dev/tls-secret": "web-tls"}
+	var pod *corev1.Pod
+	cluster.Eventually(t, 20*time.Second, func() error {
+		var err error
+		pod, err = env.cluster.CreatePod(ctx, ns, cluster.AppPod("p", annotations), true)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == "vault-agent-init" }) {
+			return fmt.Errorf("the other webhook has not run yet")
+		}
+		return nil
+	})
+	var order []string
+	for _, c := range pod.Spec.InitContainers {
+		order = append(order, c.Name)
+	}
+	if want := []string{"topz", "vault-agent-init", "https-proxy"}; !slices.Equal(order, want) {
+		t.Fatalf("init containers %v, want %v (topz first, https-proxy last, the other injector's between)", order, want)
+	}
+	// Stable: the same pod again comes out the same.
+	again, err := env.cluster.CreatePod(ctx, ns, cluster.AppPod("p", annotations), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var second []string
+	for _, c := range again.Spec.InitContainers {
+		second = append(second, c.Name)
+	}
+	if !slices.Equal(second, order) {
+		t.Errorf("a second create gave %v, the first %v", second, order)
+	}
 }

@@ -170,7 +170,7 @@ func (e explanation) print(w io.Writer, cfg *config.Config, configSource string)
 	}
 	var podSkip *inject.Decision
 	for i, d := range e.Decisions {
-		if d.Sidecar == "" {
+		if d.Sidecar == "" && d.Action == inject.ActionSkipped {
 			podSkip = &e.Decisions[i]
 		}
 	}

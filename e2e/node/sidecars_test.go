@@ -92,7 +92,7 @@ func TestEverySidecarInADeployment(t *testing.T) {
 	defer dumpPod(t, ns, pod.Name)
 
 	t.Run("five native sidecars, started and ready", func(t *testing.T) {
-		want := []string{"https-proxy", "topz", "config-sync", "git-sync", "shard-ambassador"}
+		want := []string{"topz", "config-sync", "git-sync", "shard-ambassador", "https-proxy"} // https-proxy's order is last
 		if got := cluster.NativeSidecars(pod); strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Fatalf("native sidecars %v, want %v", got, want)
 		}

@@ -89,6 +89,9 @@ func (e *Entry) Validate() error {
 	if e.Image == "" {
 		add("image: must be set")
 	}
+	if e.Order != "" && e.Order != OrderFirst && e.Order != OrderLast {
+		add("order %q: want %s or %s", e.Order, OrderFirst, OrderLast)
+	}
 	seen := map[string]bool{}
 	for i, p := range e.Parameters {
 		name := e.ParamName(p)

@@ -31,7 +31,21 @@ type Entry struct {
 	RequireOneOf [][]string `json:"requireOneOf,omitempty"`
 	// Pod is what the sidecar needs from the pod.
 	Pod PodNeeds `json:"pod,omitempty"`
+	// Order places the native sidecar among the pod's init containers: "first" (default: before the app's
+	// own init containers and other injectors', which may use it) or "last" (after them: for a sidecar
+	// that needs what they prepare, such as a certificate another injector's init container writes). The
+	// config file's order overrides it. Containers mode appends sidecars after the app in any case.
+	Order string `json:"order,omitempty"`
 }
+
+// Orders are the accepted values of Entry.Order.
+const (
+	OrderFirst = "first"
+	OrderLast  = "last"
+)
+
+// Last reports whether e goes after the other init containers.
+func (e *Entry) Last() bool { return e.Order == OrderLast }
 
 // Parameter is one annotation a pod may set for a sidecar.
 type Parameter struct {

@@ -49,6 +49,8 @@ type File struct {
 	// {topz: {requests: {cpu: 2m}, limits: {memory: 32Mi}}}. A pod's <sidecar>.outrigger.dev/cpu-request
 	// (and -limit, memory-, ephemeral-storage-) annotations override these in turn.
 	Resources map[string]corev1.ResourceRequirements `json:"resources,omitempty"`
+	// Order overrides a sidecar's catalog order among the init containers: {https-proxy: first}.
+	Order map[string]string `json:"order,omitempty"`
 }
 
 // Images says where the built-in sidecars' images come from.
@@ -177,6 +179,17 @@ func New(f File, injectorNamespace string) (*Config, error) {
 			return "resources." + name + "." + kind + "." + string(r) + " in the config, or the catalog's"
 		}) {
 			problems = append(problems, fmt.Errorf("resources.%s: %s", name, p))
+		}
+	}
+	for _, name := range sortedKeys(f.Order) {
+		e, ok := cat.Get(name)
+		switch v := f.Order[name]; {
+		case !ok:
+			problems = append(problems, fmt.Errorf("order: %q is not a sidecar; accepted: %s", name, strings.Join(cat.Names(), ", ")))
+		case v != catalog.OrderFirst && v != catalog.OrderLast:
+			problems = append(problems, fmt.Errorf("order.%s %q: want %s or %s", name, v, catalog.OrderFirst, catalog.OrderLast))
+		default:
+			e.Order = v
 		}
 	}
 	for name := range f.Images.Overrides {

@@ -121,3 +121,19 @@ func TestResourcesAreCheckedAndBecomeTheDefaults(t *testing.T) {
 		t.Errorf("the config's cpu request dropped the catalog's memory request: %s", q.String())
 	}
 }
+
+func TestOrderIsChecked(t *testing.T) {
+	_, err := Parse([]byte("order: {tpoz: first, topz: middle}\n"), "")
+	for _, want := range []string{`order: "tpoz" is not a sidecar`, `order.topz "middle": want first or last`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+	c, err := Parse([]byte("order: {https-proxy: first}\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := c.Catalog.Get("https-proxy"); e.Last() {
+		t.Error("the config's order did not override https-proxy's catalog order (last)")
+	}
+}

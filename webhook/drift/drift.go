@@ -123,7 +123,7 @@ func Compare(pod *corev1.Pod, ns Namespace, cfg *config.Config) Report {
 // whyNot says why today's injection leaves out a sidecar the pod has.
 func whyNot(today *inject.Result, name string, cfg *config.Config) string {
 	for _, d := range today.Decisions {
-		if d.Sidecar == "" {
+		if d.Sidecar == "" && d.Action == inject.ActionSkipped {
 			return "today's config injects nothing into this pod: " + d.Message
 		}
 	}

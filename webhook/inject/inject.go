@@ -30,6 +30,8 @@ const (
 	ActionInjected = "injected"
 	ActionPresent  = "already-present"
 	ActionSkipped  = "skipped"
+	// ActionReordered: nothing added, but Outrigger's sidecars moved back to their catalog order.
+	ActionReordered = "reordered"
 )
 
 // Skip reasons (the values of the skips metric's reason label).
@@ -43,6 +45,7 @@ const (
 	ReasonAlreadyInjected    = "already-injected"
 	ReasonRequested          = "requested"
 	ReasonNoDefaultsToInject = "no-defaults"
+	ReasonOrder              = "order"
 )
 
 // Decision is one thing Inject decided, for logs, metrics and the CLI's report.
@@ -171,15 +174,23 @@ func Inject(in Input) (*Result, error) {
 	if len(b.problems) > 0 {
 		return nil, &DeniedError{Problems: b.problems}
 	}
-	b.commit()
+	// Ours: the sidecars this pod asked for, and those its status says Outrigger injected before.
+	prev, _ := ReadStatus(pod)
+	ours := append(append([]string{}, prev.Sidecars...), req.sidecars...)
+	reordered := b.commit(ours)
 	res.Warnings = append(res.Warnings, b.warnings...)
 	if len(b.pending) > 0 {
 		// The status records the catalog as of the injection: a pod whose sidecars were all there already
 		// keeps the status it has.
 		setStatus(pod, b.used, b.hashes, cfg)
 	}
-	// Every change to the pod comes with a sidecar added (volumes, mounts, PID namespace, status).
-	res.Changed = len(b.pending) > 0
+	// Every change to the pod comes with a sidecar added (volumes, mounts, PID namespace, status), or is
+	// our sidecars put back in their order after another webhook moved them.
+	res.Changed = len(b.pending) > 0 || reordered
+	if reordered {
+		res.Decisions = append(res.Decisions, Decision{Action: ActionReordered, Reason: ReasonOrder,
+			Message: "Outrigger's sidecars put back in their catalog order among the init containers"})
+	}
 	return res, nil
 }
 

@@ -237,17 +237,49 @@ func (b *builder) addVolume(e *catalog.Entry, c *corev1.Container, v catalog.Vol
 	}
 }
 
-// commit puts the pending sidecars into the pod: as the first init containers in native mode (so they run
-// before the app's own init containers, which may need them), or after the app containers.
-func (b *builder) commit() {
-	if len(b.pending) == 0 {
-		return
+// commit puts the pending sidecars into the pod. In native mode it also keeps Outrigger's sidecars where
+// their catalog order says among the init containers, whoever added the others and whenever: the "first"
+// ones before every other init container (the app's own and other injectors', which may need them), the
+// "last" ones after, each group in the order injected, so that a reinvocation after another webhook
+// prepended its init container moves ours back. It reports whether the init containers were reordered.
+// In containers mode the sidecars are appended after the app containers.
+func (b *builder) commit(ours []string) bool {
+	if b.mode != config.ModeNative {
+		b.pod.Spec.Containers = append(b.pod.Spec.Containers, b.pending...)
+		return false
 	}
-	if b.mode == config.ModeNative {
-		b.pod.Spec.InitContainers = append(append([]corev1.Container{}, b.pending...), b.pod.Spec.InitContainers...)
-		return
+	var first, others, last []corev1.Container
+	place := func(c corev1.Container, mine bool) {
+		e, known := b.cfg.Catalog.Get(c.Name)
+		switch {
+		case !mine || !known:
+			others = append(others, c)
+		case e.Last():
+			last = append(last, c)
+		default:
+			first = append(first, c)
+		}
 	}
-	b.pod.Spec.Containers = append(b.pod.Spec.Containers, b.pending...)
+	for _, c := range b.pod.Spec.InitContainers {
+		place(c, slices.Contains(ours, c.Name))
+	}
+	before := names(b.pod.Spec.InitContainers)
+	for _, c := range b.pending {
+		place(c, true)
+	}
+	b.pod.Spec.InitContainers = append(append(first, others...), last...)
+	if len(b.pod.Spec.InitContainers) == 0 {
+		b.pod.Spec.InitContainers = nil
+	}
+	return len(b.pending) == 0 && !slices.Equal(before, names(b.pod.Spec.InitContainers))
+}
+
+func names(list []corev1.Container) []string {
+	out := make([]string, len(list))
+	for i, c := range list {
+		out[i] = c.Name
+	}
+	return out
 }
 
 // warnPortConflicts warns when the sidecar declares a port another container declares too: one of them

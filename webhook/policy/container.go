@@ -139,7 +139,6 @@ func (r *renderer) portVariables() [][2]string {
 	return vars
 }
 
-
 // resourcePair is one resource's effective request and limit of entry i, as CEL.
 type resourcePair struct {
 	resource                               string
@@ -181,12 +180,11 @@ func resourcePairs(i int, e *catalog.Entry) []resourcePair {
 }
 
 // resourceOps are the JSONPatch operations that put a pod's resource annotations into the sidecars just
-// added (their index is their place among the pending ones).
+// added (their index is their place in the new init containers, or after the app containers).
 func (r *renderer) resourceOps() string {
 	var ops []string
 	for i, e := range r.entries {
-		at := fmt.Sprintf(`variables.pending.indexOf(%s)`, str(e.Name))
-		base := fmt.Sprintf(`(variables.native ? "/spec/initContainers/" + string(%s) : "/spec/containers/" + string(object.spec.containers.size() + %s))`, at, at)
+		base := fmt.Sprintf(`(variables.native ? "/spec/initContainers/" + string(variables.initNames.indexOf(%s)) : "/spec/containers/" + string(object.spec.containers.size() + variables.pending.indexOf(%s)))`, str(e.Name), str(e.Name))
 		for j, p := range e.Parameters {
 			kind, res, ok := catalog.ParseResourceSets(p.Sets)
 			if !ok {

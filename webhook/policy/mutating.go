@@ -118,9 +118,26 @@ func (r *renderer) mutatingVariables() [][2]string {
 			return r.choose(name, func(i int) string { return "variables." + sidecarVar(i, what) }, def)
 		}
 	}
+	var first, last []string
+	for _, e := range r.entries {
+		if e.Last() {
+			last = append(last, e.Name)
+		} else {
+			first = append(first, e.Name)
+		}
+	}
+	mine := func(names []string) string {
+		return fmt.Sprintf("variables.inits.filter(c, c.name in variables.requested && c.name in %s)", strList(names))
+	}
 	vars = append(vars,
 		[2]string{"pending", "variables.requested.filter(n, " + pick("pending", "false")("n") + ")"},
 		[2]string{"sidecars", "variables.pending.map(n, " + pick("container", "{}")("n") + ")"},
+		// builder.commit's order: ours "first" (present, then pending), the others, ours "last".
+		[2]string{"inits", "has(object.spec.initContainers) ? object.spec.initContainers : []"},
+		[2]string{"initOrder", fmt.Sprintf("dyn(%s) + dyn(variables.pending.filter(n, n in %s).map(n, %s)) + dyn(variables.inits.filter(c, !(c.name in variables.requested && c.name in %s))) + dyn(%s) + dyn(variables.pending.filter(n, n in %s).map(n, %s))",
+			mine(first), strList(first), pick("container", "{}")("n"), strList(append(append([]string{}, first...), last...)), mine(last), strList(last), pick("container", "{}")("n"))},
+		[2]string{"initNames", "variables.initOrder.map(c, c.name)"},
+		[2]string{"reorder", "variables.native && variables.pending.size() == 0 && variables.initNames != variables.inits.map(c, c.name)"},
 		[2]string{"volumes", flatten("variables.pending.map(n, "+pick("volumes", "[]")("n")+")", n)},
 		[2]string{"sharePID", "variables.pending.exists(n, " + r.choose("n", func(i int) string { return sharesPID(i, r.entries[i]) }, "false") + ") && !(has(object.spec.hostPID) && object.spec.hostPID)"},
 		[2]string{"status", r.status()},
@@ -237,8 +254,8 @@ func (r *renderer) status() string {
 }
 
 // patch is the JSONPatch expression: app mounts by container index, volumes, the PID namespace, the sidecars
-// (first init containers in native mode, else appended), the status. Nothing when nothing is pending, so a
-// re-invocation adds nothing twice.
+// (in native mode the init containers in builder.commit's order, else appended), their resources, the
+// status. Nothing when nothing is pending and the order holds, so a re-invocation adds nothing twice.
 func (r *renderer) patch() string {
 	n := len(r.entries)
 	mounts := flatten("variables.pending.map(n, "+r.choose("n", func(i int) string { return r.appMounts(i, r.entries[i], "c") }, "[]")+")", n)
@@ -246,9 +263,9 @@ func (r *renderer) patch() string {
 		fmt.Sprintf(`object.spec.containers.transformList(i, c, %s.size() > 0, JSONPatch{op: "add", path: "/spec/containers/" + string(i) + "/volumeMounts", value: (has(c.volumeMounts) ? dyn(c.volumeMounts) : dyn([])) + %s})`, mounts, mounts),
 		`(variables.volumes.size() > 0 ? [JSONPatch{op: "add", path: "/spec/volumes", value: (has(object.spec.volumes) ? dyn(object.spec.volumes) : dyn([])) + variables.volumes}] : [])`,
 		`(variables.sharePID ? [JSONPatch{op: "add", path: "/spec/shareProcessNamespace", value: true}] : [])`,
-		`(variables.native ? [JSONPatch{op: "add", path: "/spec/initContainers", value: variables.sidecars + (has(object.spec.initContainers) ? dyn(object.spec.initContainers) : dyn([]))}] : variables.sidecars.map(s, JSONPatch{op: "add", path: "/spec/containers/-", value: s}))`,
+		`(variables.native ? [JSONPatch{op: "add", path: "/spec/initContainers", value: variables.initOrder}] : variables.sidecars.map(s, JSONPatch{op: "add", path: "/spec/containers/-", value: s}))`,
 		r.resourceOps(),
-		fmt.Sprintf(`(has(object.metadata.annotations) ? [JSONPatch{op: "add", path: "/metadata/annotations/%s", value: variables.status}] : [JSONPatch{op: "add", path: "/metadata/annotations", value: {%s: variables.status}}])`, pointer(inject.AnnotationStatus), str(inject.AnnotationStatus)),
+		fmt.Sprintf(`(variables.pending.size() == 0 ? [] : has(object.metadata.annotations) ? [JSONPatch{op: "add", path: "/metadata/annotations/%s", value: variables.status}] : [JSONPatch{op: "add", path: "/metadata/annotations", value: {%s: variables.status}}])`, pointer(inject.AnnotationStatus), str(inject.AnnotationStatus)),
 	}
-	return "variables.pending.size() == 0 ? [] : " + strings.Join(ops, " +\n  ")
+	return "variables.pending.size() == 0 && !variables.reorder ? [] : " + strings.Join(ops, " +\n  ")
 }

@@ -105,7 +105,7 @@ func Render(cfg *config.Config, opts Options) (*Result, error) {
 	res.Differences = []string{
 		"no admission warnings: the webhook warns (hostNetwork pods skipped, parameters for a sidecar the pod does not get, port conflicts, hostPID); the policy adds or denies silently",
 		"outrigger.dev/status has no per-sidecar hashes (they hash the rendered container, which CEL cannot compute); outrigger status compares such pods field by field and by catalog hash",
-		"a pod submitted with an outrigger.dev/status of its own and sidecars still to add gets a new status (the webhook merges the old one's sidecar list)",
+		"a pod submitted with an outrigger.dev/status of its own and sidecars still to add gets a new status (the webhook merges the old one's sidecar list); a sidecar the status names but the pod no longer asks for is ordered as another injector's init container",
 		"denials name the annotation, the value and what is accepted, one validation at a time (the webhook lists every problem at once)",
 	}
 	if len(entries) > maxHashedSidecars {
