@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -149,7 +150,7 @@ func New(f File, injectorNamespace string) (*Config, error) {
 	if err != nil {
 		problems = append(problems, fmt.Errorf("sidecars: %w", err))
 	}
-	for _, name := range sortedKeys(f.Resources) {
+	for _, name := range slices.Sorted(maps.Keys(f.Resources)) {
 		rr := f.Resources[name]
 		e, ok := cat.Get(name)
 		if !ok {
@@ -181,7 +182,7 @@ func New(f File, injectorNamespace string) (*Config, error) {
 			problems = append(problems, fmt.Errorf("resources.%s: %s", name, p))
 		}
 	}
-	for _, name := range sortedKeys(f.Order) {
+	for _, name := range slices.Sorted(maps.Keys(f.Order)) {
 		e, ok := cat.Get(name)
 		switch v := f.Order[name]; {
 		case !ok:
@@ -226,15 +227,6 @@ func New(f File, injectorNamespace string) (*Config, error) {
 		c.entryHashes[name] = sha256.Sum256(append(data, c.Image(e)...))
 	}
 	return c, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // CatalogHash identifies the catalog entries of names (in any order), their images and the sidecar mode:
