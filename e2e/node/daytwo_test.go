@@ -245,9 +245,15 @@ func setWebhookDown(t *testing.T, ctx context.Context, down bool) {
 	helm(t, "upgrade", release, env.root+"/charts/outrigger", "-n", injectorNamespace, "--reuse-values", "--set", "webhook.failurePolicy="+policy, "--timeout", "3m")
 	kubectl(t, "-n", injectorNamespace, "scale", "deployment/"+webhookDeployment, "--replicas="+replicas)
 	if down {
+		// Gone, not only terminating: a stopping replica keeps serving through its preStop delay
+		// (webhook.shutdownDelaySeconds), and kube-proxy still sends to it when no replica is ready.
 		cluster.Eventually(t, time.Minute, func() error {
-			if eps := serviceEndpoints(t, injectorNamespace, webhookDeployment); len(eps) > 0 {
-				return fmt.Errorf("the webhook still has endpoints %v", eps)
+			list, err := env.cluster.Client().CoreV1().Pods(injectorNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=webhook"})
+			if err != nil {
+				return err
+			}
+			if len(list.Items) > 0 {
+				return fmt.Errorf("%d webhook pods still there", len(list.Items))
 			}
 			return nil
 		})

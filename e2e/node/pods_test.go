@@ -54,7 +54,8 @@ func TestInjectedSidecarsServeTheApp(t *testing.T) {
 	for _, c := range got.Spec.InitContainers {
 		native = append(native, c.Name+"="+c.Image)
 	}
-	if want := []string{"https-proxy=" + image("https-proxy"), "topz=" + image("topz")}; fmt.Sprint(native) != fmt.Sprint(want) {
+	// topz first and https-proxy last among the init containers: their catalog order.
+	if want := []string{"topz=" + image("topz"), "https-proxy=" + image("https-proxy")}; fmt.Sprint(native) != fmt.Sprint(want) {
 		t.Fatalf("injected native sidecars %v, want %v", native, want)
 	}
 	running := waitPod(t, ns, name, 2*time.Minute, podRunning)
