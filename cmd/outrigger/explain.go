@@ -118,7 +118,7 @@ func explainFile(file string, cf clusterFlags, nsAnnotation string, stdin io.Rea
 		defer f.Close()
 		in = f
 	}
-	opts := manifests.Options{Config: cfg, Namespace: cf.namespace}
+	opts := manifests.Options{Config: cfg, Namespace: cf.namespace, Explain: true}
 	if nsAnnotation != "" {
 		opts.NamespaceAnnotations = map[string]string{inject.AnnotationInject: nsAnnotation}
 	}

@@ -47,14 +47,15 @@ func addResourceParameters(e *Entry) {
 
 // ParseResourceSets splits "resources.<requests|limits>.<resource>"; ok is false for any other Sets.
 func ParseResourceSets(sets string) (kind string, r corev1.ResourceName, ok bool) {
-	parts := strings.Split(sets, ".")
-	if len(parts) != 3 || parts[0] != "resources" {
+	rest, found := strings.CutPrefix(sets, "resources.")
+	if !found {
 		return "", "", false
 	}
-	for _, k := range ResourceKinds {
-		for _, name := range Resources {
-			if parts[1] == k && parts[2] == string(name) {
-				return k, name, true
+	k, name, _ := strings.Cut(rest, ".")
+	for _, known := range ResourceKinds {
+		for _, res := range Resources {
+			if k == known && name == string(res) {
+				return known, res, true
 			}
 		}
 	}

@@ -161,8 +161,13 @@ func New(f File, injectorNamespace string) (*Config, error) {
 			problems = append(problems, fmt.Errorf("resources.%s.claims: not supported (requests and limits only)", name))
 		}
 		bad := false
-		for kind, list := range map[string]corev1.ResourceList{"requests": rr.Requests, "limits": rr.Limits} {
-			for r, q := range list {
+		for _, kind := range catalog.ResourceKinds {
+			list := rr.Requests
+			if kind == "limits" {
+				list = rr.Limits
+			}
+			for _, r := range slices.Sorted(maps.Keys(list)) {
+				q := list[r]
 				if !slices.Contains(catalog.Resources, r) {
 					problems = append(problems, fmt.Errorf("resources.%s.%s.%s: unknown resource; accepted: cpu, memory, ephemeral-storage", name, kind, r))
 					bad = true

@@ -68,7 +68,7 @@ type Report struct {
 func Compare(pod *corev1.Pod, ns Namespace, cfg *config.Config) Report {
 	status, _ := inject.ReadStatus(pod)
 	submitted := Submitted(pod, cfg)
-	today, err := inject.Inject(inject.Input{Pod: submitted, Namespace: ns.Name, NamespaceLabels: ns.Labels, NamespaceAnnotations: ns.Annotations, Config: cfg})
+	today, err := inject.Inject(inject.Input{Pod: submitted, Namespace: ns.Name, NamespaceLabels: ns.Labels, NamespaceAnnotations: ns.Annotations, Config: cfg, Explain: true})
 	rep := Report{Today: today, Denied: err}
 	if err != nil {
 		for _, name := range status.Sidecars {

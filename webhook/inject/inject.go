@@ -23,6 +23,9 @@ type Input struct {
 	NamespaceAnnotations map[string]string
 	// Config is the injector's configuration with its catalog.
 	Config *config.Config
+	// Explain fills each injected sidecar's Decision.Parameters (`outrigger explain`); the webhook leaves it
+	// off, so that an admission does not build records nobody reads.
+	Explain bool
 }
 
 // Actions of a Decision.
@@ -59,7 +62,7 @@ type Decision struct {
 	// Message says it for a person.
 	Message string `json:"message"`
 	// Parameters are, for an injected sidecar, each parameter's effective value and where it came from
-	// (`outrigger explain` prints them).
+	// (`outrigger explain` prints them); filled only when Input.Explain is set.
 	Parameters []ParameterValue `json:"parameters,omitempty"`
 }
 
@@ -167,9 +170,12 @@ func Inject(in Input) (*Result, error) {
 			continue
 		}
 		b.add(e, req.params[name], req.paramKeys[name])
-		res.Decisions = append(res.Decisions, Decision{Sidecar: name, Action: ActionInjected, Reason: req.source,
-			Message:    fmt.Sprintf("%s injected (%s, from the %s)", name, req.mode, strings.ReplaceAll(req.source, "-", " ")),
-			Parameters: effectiveParameters(e, req.params[name], req.paramKeys[name])})
+		d := Decision{Sidecar: name, Action: ActionInjected, Reason: req.source,
+			Message: fmt.Sprintf("%s injected (%s, from the %s)", name, req.mode, strings.ReplaceAll(req.source, "-", " "))}
+		if in.Explain {
+			d.Parameters = effectiveParameters(e, req.params[name], req.paramKeys[name])
+		}
+		res.Decisions = append(res.Decisions, d)
 	}
 	if len(b.problems) > 0 {
 		return nil, &DeniedError{Problems: b.problems}

@@ -2,6 +2,7 @@ package inject
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,9 +18,10 @@ type Status struct {
 	// CatalogHash identifies the catalog entries and images used, so that a pod injected from an older
 	// catalog can be found (e.g. to roll it after an upgrade).
 	CatalogHash string `json:"catalogHash"`
-	// Hashes identify, per sidecar, the catalog entry, the image and the container as rendered for this
-	// pod (before the API server's defaulting), so that `outrigger status` can tell which sidecar of a pod
-	// an upgrade left stale without flagging the others. Absent in pods injected by Outrigger 0.1.0.
+	// Hashes identify, per sidecar, the container as rendered for this pod (before the API server's
+	// defaulting; image included) and what its entry adds to the pod (config.SidecarHash), so that
+	// `outrigger status` can tell which sidecar of a pod an upgrade left stale without flagging the others.
+	// Absent in pods injected by Outrigger 0.1.0.
 	Hashes map[string]string `json:"hashes,omitempty"`
 }
 
@@ -47,19 +49,14 @@ func setStatus(pod *corev1.Pod, used []*catalog.Entry, hashes map[string]string,
 		}
 	}
 	s := Status{Sidecars: names, CatalogHash: cfg.CatalogHash(names)}
-	for name, h := range prev.Hashes {
-		if slices.Contains(names, name) {
-			if s.Hashes == nil {
-				s.Hashes = map[string]string{}
+	if len(prev.Hashes)+len(hashes) > 0 {
+		s.Hashes = map[string]string{}
+		for name, h := range prev.Hashes {
+			if slices.Contains(names, name) {
+				s.Hashes[name] = h
 			}
-			s.Hashes[name] = h
 		}
-	}
-	for name, h := range hashes {
-		if s.Hashes == nil {
-			s.Hashes = map[string]string{}
-		}
-		s.Hashes[name] = h
+		maps.Copy(s.Hashes, hashes)
 	}
 	data, _ := json.Marshal(s) // a struct of strings: cannot fail
 	if pod.Annotations == nil {

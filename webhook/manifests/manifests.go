@@ -34,6 +34,8 @@ type Options struct {
 	// NamespaceLookup, when set, gives each object's namespace's labels and annotations (read from a cluster)
 	// in place of NamespaceAnnotations and NamespaceLabels.
 	NamespaceLookup func(namespace string) (labels, annotations map[string]string, err error)
+	// Explain fills the decisions' parameter records (inject.Input.Explain), for `outrigger explain -f`.
+	Explain bool
 }
 
 // Report says, per object, what was decided.
@@ -160,7 +162,7 @@ func injectObject(u *unstructured.Unstructured, opts Options, report *Report) er
 		}
 	}
 	res, err := inject.Inject(inject.Input{Pod: pod, Namespace: ns, Config: opts.Config,
-		NamespaceAnnotations: nsAnnotations, NamespaceLabels: nsLabels})
+		NamespaceAnnotations: nsAnnotations, NamespaceLabels: nsLabels, Explain: opts.Explain})
 	if err != nil {
 		report.Objects = append(report.Objects, ObjectReport{Kind: kind, Namespace: ns, Name: objectName(u), Denied: err})
 		return err
