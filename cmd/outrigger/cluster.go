@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"slices"
@@ -158,6 +157,3 @@ func parseStates(flagName, value string) ([]drift.State, error) {
 	}
 	return out, nil
 }
-
-// errUsage marks an error that is the user's invocation (exit 2).
-var errUsage = errors.New("usage")
