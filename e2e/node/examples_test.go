@@ -276,7 +276,10 @@ func exampleHTTPSharding(t *testing.T) {
 	})
 	var after []string
 	cluster.Eventually(t, time.Minute, func() error {
-		after = shardOf(t, base, uris, "")
+		var err error
+		if after, err = shardOfErr(base, uris, ""); err != nil {
+			return err
+		}
 		for _, s := range after {
 			if s == "shard-3" {
 				return nil
@@ -404,26 +407,40 @@ func tlsClient(caPEM []byte, host string) *http.Client {
 // the name of the shard that answered each.
 func shardOf(t *testing.T, base string, n int, country string) []string {
 	t.Helper()
+	out, err := shardOfErr(base, n, country)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// shardOfErr GETs n URIs through the front end at base and returns the shard that answered each, or the
+// first request's error. Right after the front end's pod is replaced, kube-proxy may still send a
+// connection to the pod that is gone for a moment: callers that wait for a rollout retry on error.
+func shardOfErr(base string, n int, country string) ([]string, error) {
 	client := &http.Client{Timeout: 5 * time.Second}
 	out := make([]string, n)
 	for i := range out {
-		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/shard/item-%d", base, i), nil)
+		req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/shard/item-%d", base, i), nil)
+		if err != nil {
+			return nil, err
+		}
 		if country != "" {
 			req.Header.Set("X-Country", country)
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			t.Fatalf("GET %s: %v", req.URL, err)
+			return nil, fmt.Errorf("GET %s: %w", req.URL, err)
 		}
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 		resp.Body.Close()
 		name, uri, _ := strings.Cut(strings.TrimSpace(string(body)), " ")
 		if resp.StatusCode != http.StatusOK || uri != req.URL.Path {
-			t.Fatalf("GET %s: %s %q", req.URL, resp.Status, body)
+			return nil, fmt.Errorf("GET %s: %s %q", req.URL, resp.Status, body)
 		}
 		out[i] = name
 	}
-	return out
+	return out, nil
 }
 
 func put(t *testing.T, url, value string) {
