@@ -12,10 +12,11 @@ import (
 const module = "github.com/outrigger-dev/outrigger"
 
 type pkg struct {
-	ImportPath string
-	Name       string
-	Imports    []string
-	Deps       []string
+	ImportPath  string
+	Name        string
+	Imports     []string
+	TestImports []string
+	Deps        []string
 }
 
 // list runs `go list -json` on patterns from the repository root (Deps lists every package linked).
@@ -75,5 +76,17 @@ func TestNoProductionBinaryLinksTestCode(t *testing.T) {
 	}
 	if mains < 7 {
 		t.Errorf("found %d production mains (cmd/outrigger, cmd/outrigger-webhook and five sidecars expected)", mains)
+	}
+}
+
+// internal/ is the floor every other part builds on: it imports nothing of the module above it, so a
+// sidecar linking internal/ links no injector, CLI or test harness through it.
+func TestInternalImportsNothingAboveIt(t *testing.T) {
+	for _, p := range list(t, "./internal/...") {
+		for _, imp := range append(append([]string{}, p.Imports...), p.TestImports...) {
+			if strings.HasPrefix(imp, module+"/") && !strings.HasPrefix(imp, module+"/internal/") {
+				t.Errorf("%s imports %s: internal/ must import only internal/ of this module", p.ImportPath, imp)
+			}
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -120,5 +121,40 @@ func TestSwitchFlagStandsAlone(t *testing.T) {
 	err := testSet(&c).Parse([]string{"--one-time=maybe"}, env(map[string]string{"GITSYNC_REPO": "x"}), nil)
 	if err == nil || !strings.Contains(err.Error(), `invalid --one-time="maybe": want true or false`) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestSignalByNameOrNumber(t *testing.T) {
+	var sig syscall.Signal
+	for in, want := range map[string]syscall.Signal{"HUP": syscall.SIGHUP, "sighup": syscall.SIGHUP, " usr1 ": syscall.SIGUSR1, "15": syscall.SIGTERM, "": 0} {
+		if err := Signal(&sig)(in); err != nil || sig != want {
+			t.Errorf("Signal(%q) = %v, %v; want %v", in, sig, err, want)
+		}
+	}
+	for _, in := range []string{"NOPE", "0", "01", "+1", "999", "-1"} {
+		if err := Signal(&sig)(in); err == nil {
+			t.Errorf("Signal(%q) accepted it as %v", in, sig)
+		}
+	}
+	only := Signal(&sig, "SIGHUP", "SIGUSR1")
+	if err := only("1"); err != nil || sig != syscall.SIGHUP {
+		t.Errorf(`restricted Signal("1") = %v, %v`, sig, err)
+	}
+	if err := only("TERM"); err == nil || !strings.Contains(err.Error(), "want one of SIGHUP, SIGUSR1") {
+		t.Errorf(`restricted Signal("TERM"): %v, want the allowed signals named`, err)
+	}
+}
+
+func TestCommandNameAndDelimiters(t *testing.T) {
+	var s string
+	for in, ok := range map[string]bool{"nginx": true, "": true, "/usr/sbin/nginx": false, "nginx -s": false} {
+		if err := CommandName(&s)(in); (err == nil) != ok {
+			t.Errorf("CommandName(%q) = %v, want ok=%v", in, err, ok)
+		}
+	}
+	for in, ok := range map[string]bool{"{}": true, "": true, "{": false, "{{}}": false} {
+		if err := Delimiters(&s)(in); (err == nil) != ok {
+			t.Errorf("Delimiters(%q) = %v, want ok=%v", in, err, ok)
+		}
 	}
 }

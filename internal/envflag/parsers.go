@@ -4,9 +4,13 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The parsers below store a parsed value into *p and return an error that says what is accepted.
@@ -178,5 +182,59 @@ func OptionalAbsolutePath(p *string) func(string) error {
 			return nil
 		}
 		return AbsolutePath(p)(s)
+	}
+}
+
+// CommandName accepts a process's command name such as nginx: no path, no arguments ("" is accepted too:
+// unset).
+func CommandName(p *string) func(string) error {
+	return func(s string) error {
+		if strings.ContainsAny(s, "/ \t") {
+			return fmt.Errorf("want a command name such as nginx (no path, no arguments)")
+		}
+		*p = s
+		return nil
+	}
+}
+
+// Delimiters accepts two characters, an opening and a closing one such as {} ("" is accepted too: unset).
+func Delimiters(p *string) func(string) error {
+	return func(s string) error {
+		if s != "" && len(s) != 2 {
+			return fmt.Errorf("want two characters, such as {}")
+		}
+		*p = s
+		return nil
+	}
+}
+
+// Signal accepts a signal by name, with or without SIG and in any case (HUP, SIGHUP, usr1), or by number
+// (1). When allowed names signals (SIGHUP, ...), only those are accepted. "" is accepted too: unset (0).
+func Signal(p *syscall.Signal, allowed ...string) func(string) error {
+	return func(s string) error {
+		*p = 0
+		s = strings.TrimSpace(s)
+		if s == "" {
+			return nil
+		}
+		name := strings.ToUpper(s)
+		if !strings.HasPrefix(name, "SIG") {
+			name = "SIG" + name
+		}
+		sig := unix.SignalNum(name)
+		if n, err := strconv.Atoi(s); err == nil && strconv.Itoa(n) == s && unix.SignalName(syscall.Signal(n)) != "" {
+			sig, name = syscall.Signal(n), unix.SignalName(syscall.Signal(n))
+		}
+		if sig == 0 {
+			if len(allowed) > 0 {
+				return fmt.Errorf("want one of %s (by name or number)", strings.Join(allowed, ", "))
+			}
+			return fmt.Errorf("want a signal name such as HUP, USR1, USR2, TERM or KILL")
+		}
+		if len(allowed) > 0 && !slices.Contains(allowed, name) {
+			return fmt.Errorf("want one of %s (by name or number)", strings.Join(allowed, ", "))
+		}
+		*p = sig
+		return nil
 	}
 }

@@ -1,15 +1,14 @@
-// Package sidecarspec checks that a sidecar's four descriptions of its API agree: the binary's settings
-// (the one source of truth, an envflag.Set), the Dockerfile's documented ENV/EXPOSE/LABEL lines, the README's
-// settings table, and the injector's catalog entry.
+// Package sidecarspec checks that an image's descriptions of its API agree: the binary's settings (an
+// envflag.Set), the Dockerfile's documented ENV/EXPOSE/LABEL lines and the README's settings table.
+// webhook/catalog/catalogtest adds the fourth, the sidecar's catalog entry.
 //
-// It is used from each sidecar's tests only, so no binary depends on it (or, through it, on the webhook).
+// It is used from tests only, so no binary depends on it.
 package sidecarspec
 
 import (
 	"bufio"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -19,7 +18,6 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
 	"github.com/outrigger-dev/outrigger/internal/envflag"
-	"github.com/outrigger-dev/outrigger/webhook/catalog"
 )
 
 // RequiredLabels are the OCI labels every image carries.
@@ -122,14 +120,8 @@ func ReadReadme(path string) (map[string]ReadmeRow, error) {
 	return rows, sc.Err()
 }
 
-// Problems returns every disagreement between set and the sidecar's Dockerfile and README in dir and its
-// built-in catalog entry called name. An empty result means they agree.
-func Problems(dir, name string, set envflag.Set) []string {
-	return append(ImageProblems(filepath.Join(dir, "Dockerfile"), filepath.Join(dir, "README.md"), set), catalogProblems(name, set)...)
-}
-
 // ImageProblems returns every disagreement between set and a Dockerfile and a README (the webhook image
-// has no catalog entry, so it is checked with this alone).
+// has no catalog entry, so it is checked with this alone). An empty result means they agree.
 func ImageProblems(dockerfile, readmePath string, set envflag.Set) []string {
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
@@ -195,55 +187,6 @@ func ImageProblems(dockerfile, readmePath string, set envflag.Set) []string {
 	}
 	if u := strings.Split(d.User, ":")[0]; u == "" || u == "0" || u == "root" {
 		add("Dockerfile: USER %q: the image must run as a non-root user (a numeric UID)", d.User)
-	}
-	return problems
-}
-
-// catalogProblems compares set with the built-in catalog entry called name.
-func catalogProblems(name string, set envflag.Set) []string {
-	var problems []string
-	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	entries, err := catalog.Builtin()
-	if err != nil {
-		add("catalog: %v", err)
-	}
-	var entry *catalog.Entry
-	for i := range entries {
-		if entries[i].Name == name {
-			entry = &entries[i]
-		}
-	}
-	if entry == nil {
-		add("catalog: no built-in entry named %q", name)
-		entry = &catalog.Entry{}
-	} else if entry.EnvPrefix != set.Prefix {
-		add("catalog: envPrefix %q, but the binary's prefix is %q", entry.EnvPrefix, set.Prefix)
-	}
-	catalogEnv := map[string]catalog.Parameter{}
-	for _, p := range entry.Parameters {
-		if p.Env != "" {
-			catalogEnv[p.Env] = p
-		}
-	}
-
-	known := map[string]bool{}
-	for _, v := range set.Vars {
-		known[v.Env] = true
-		if p, ok := catalogEnv[v.Env]; !ok {
-			add("catalog: entry %q has no parameter for %s", name, v.Env)
-		} else {
-			if p.Default != v.Default {
-				add("catalog: %s default %q, but the binary's default is %q", v.Env, p.Default, v.Default)
-			}
-			if entry.ParamName(p) != set.FlagName(v) {
-				add("catalog: %s annotation name %q, but the binary's flag is --%s", v.Env, entry.ParamName(p), set.FlagName(v))
-			}
-		}
-	}
-	for _, env := range sortedKeys(catalogEnv) {
-		if !known[env] {
-			add("catalog: parameter %s is not a setting of the binary", env)
-		}
 	}
 	return problems
 }

@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 
@@ -72,22 +71,22 @@ type Config struct {
 // settings is the one declaration of the ENV API: names, defaults, usage lines and parsers.
 func settings(c *Config) envflag.Set {
 	return envflag.Set{Program: "config-sync", Vars: []envflag.Var{
-		{Env: "CONFIGMAP", Default: "", Usage: "the ConfigMap whose keys are written to TARGET_DIR (API mode)", Parse: objectName(&c.ConfigMap)},
-		{Env: "SECRET", Default: "", Usage: "a Secret whose keys are written to TARGET_DIR as well (API mode, optional)", Parse: objectName(&c.Secret)},
-		{Env: "NAMESPACE", Default: "", Usage: "namespace of the ConfigMap and Secret (empty: the pod's own)", Parse: namespaceName(&c.Namespace)},
+		{Env: "CONFIGMAP", Default: "", Usage: "the ConfigMap whose keys are written to TARGET_DIR (API mode; the service account needs get/list/watch on it: ClusterRole outrigger-config-sync)", Parse: objectName(&c.ConfigMap)},
+		{Env: "SECRET", Default: "", Usage: "a Secret whose keys are written to TARGET_DIR as well (API mode, optional; needs get/list/watch on secrets)", Parse: objectName(&c.Secret)},
+		{Env: "NAMESPACE", Default: "", Usage: "namespace of the ConfigMap and Secret (empty: the pod's own, from the downward API)", Parse: namespaceName(&c.Namespace)},
 		{Env: "KUBECONFIG", Default: "", Usage: "kubeconfig file to use instead of the pod's service account (for running outside a cluster)", Parse: envflag.String(&c.Kubeconfig)},
-		{Env: "SOURCE_DIR", Default: "", Usage: "volume mode: follow this mounted ConfigMap directory instead of the API", Parse: envflag.OptionalAbsolutePath(&c.SourceDir)},
+		{Env: "SOURCE_DIR", Default: "", Usage: "volume mode: follow this mounted ConfigMap directory instead of the API (with source-configmap: /etc/config-source)", Parse: envflag.OptionalAbsolutePath(&c.SourceDir)},
 		{Env: "TARGET_DIR", Default: "/etc/config", Usage: "directory the files are written to, in the kubelet's atomic layout (the shared volume)", Parse: envflag.AbsolutePath(&c.TargetDir)},
 		{Env: "UPDATE_FREQUENCY", Default: "60", Usage: "poll period when a watch cannot be held: seconds (10) or a duration (10s, 5m)", Parse: envflag.SecondsOrDuration(&c.UpdateFrequency, time.Second)},
 		{Env: "DEBOUNCE", Default: "200ms", Usage: "quiet time after the last change before the app is told to reload (0s: after every change)", Parse: envflag.Duration(&c.Debounce, 0)},
-		{Env: "RELOAD_PROCESS", Default: "", Usage: "command name of the processes sent RELOAD_SIGNAL after a change (needs a shared PID namespace)", Parse: processName(&c.ReloadProcess)},
-		{Env: "RELOAD_SIGNAL", Default: "HUP", Usage: "signal sent to RELOAD_PROCESS: HUP, USR1, USR2, TERM, KILL...", Parse: signalName(&c.ReloadSignal)},
+		{Env: "RELOAD_PROCESS", Default: "", Usage: "command name of the processes sent RELOAD_SIGNAL after a change (needs a shared PID namespace, which the injector sets; a different UID needs CAP_KILL)", Parse: envflag.CommandName(&c.ReloadProcess)},
+		{Env: "RELOAD_SIGNAL", Default: "HUP", Usage: "signal sent to RELOAD_PROCESS after a change: HUP, USR1, USR2, TERM, KILL...", Parse: envflag.Signal(&c.ReloadSignal)},
 		{Env: "RELOAD_URL", Default: "", Usage: "URL requested after a change (e.g. http://localhost:9090/-/reload); a 2xx answer is success", Parse: reloadURL(&c.ReloadURL)},
 		{Env: "RELOAD_METHOD", Default: "POST", Usage: "HTTP method of the RELOAD_URL request", Parse: envflag.OneOf(&c.ReloadMethod, "POST", "PUT", "GET", "PATCH")},
-		{Env: "RELOAD_COMMAND", Default: "", Usage: "command run after a change, split on blanks, no shell (it must exist in this container)", Parse: command(&c.ReloadCommand)},
+		{Env: "RELOAD_COMMAND", Default: "", Usage: "command run after a change, split on blanks, no shell (it must exist in the config-sync container)", Parse: command(&c.ReloadCommand)},
 		{Env: "RELOAD_RETRIES", Default: "5", Usage: "retries of a failed RELOAD_URL request or RELOAD_COMMAND, with backoff from 200ms to 5s", Parse: envflag.Int(&c.ReloadRetries, 0, 100)},
 		{Env: "RELOAD_TIMEOUT", Default: "10s", Usage: "time limit of each RELOAD_URL request and RELOAD_COMMAND run", Parse: envflag.Duration(&c.ReloadTimeout, 10*time.Millisecond)},
-		{Env: "STATUS_PORT", Default: "9802", Usage: "plain-HTTP port for /healthz, /readyz and /metrics", Parse: envflag.Port(&c.StatusPort)},
+		{Env: "STATUS_PORT", Default: "9802", Usage: "plain-HTTP port for /healthz, /readyz and /metrics (the probes use 9802: each sidecar of a pod has its own status port)", Parse: envflag.Port(&c.StatusPort)},
 	}}
 }
 
@@ -149,32 +148,6 @@ func namespaceName(p *string) func(string) error {
 			}
 		}
 		*p = s
-		return nil
-	}
-}
-
-func processName(p *string) func(string) error {
-	return func(s string) error {
-		if strings.ContainsAny(s, "/ \t") {
-			return errors.New("want a command name such as nginx (no path, no arguments)")
-		}
-		*p = s
-		return nil
-	}
-}
-
-// signalName accepts a signal name with or without SIG, in any case: HUP, SIGHUP, usr1, KILL.
-func signalName(p *syscall.Signal) func(string) error {
-	return func(s string) error {
-		name := strings.ToUpper(strings.TrimSpace(s))
-		if !strings.HasPrefix(name, "SIG") {
-			name = "SIG" + name
-		}
-		sig := unix.SignalNum(name)
-		if sig == 0 {
-			return errors.New("want a signal name such as HUP, USR1, USR2, TERM or KILL")
-		}
-		*p = sig
 		return nil
 	}
 }

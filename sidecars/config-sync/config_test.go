@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outrigger-dev/outrigger/internal/sidecarspec"
+	"github.com/outrigger-dev/outrigger/webhook/catalog/catalogtest"
 )
 
 func envOf(m map[string]string) func(string) (string, bool) {
@@ -106,7 +106,7 @@ func TestHelp(t *testing.T) {
 
 // TestAPIAgreement keeps the binary's settings, the Dockerfile, the README and the catalog entry in step.
 func TestAPIAgreement(t *testing.T) {
-	for _, p := range sidecarspec.Problems(".", "config-sync", settings(&Config{})) {
+	for _, p := range catalogtest.Problems(".", "config-sync", settings(&Config{})) {
 		t.Error(p)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/outrigger-dev/outrigger/internal/envflag"
 )
 
@@ -64,13 +66,13 @@ func settings(c *Config) envflag.Set {
 		{Env: "GITSYNC_SYNC_TIMEOUT", Default: "120s", Usage: "the time allowed for one whole sync (fetch, checkout, submodules), at least 10ms", Parse: envflag.Duration(&c.SyncTimeout, 10*time.Millisecond)},
 		{Env: "GITSYNC_DEPTH", Default: "1", Usage: "fetch only this many commits of history; 0 fetches the full history", Parse: envflag.Int(&c.Depth, 0, 1<<30)},
 		{Env: "GITSYNC_SUBMODULES", Default: "recursive", Usage: "submodules: recursive, shallow (first level only) or off", Parse: envflag.OneOf(&c.Submodules, "recursive", "shallow", "off")},
-		{Env: "GITSYNC_ROOT", Default: "/git", Usage: "the directory that holds the repository, the checkouts and the link (the shared volume)", Parse: envflag.AbsolutePath(&c.Root)},
-		{Env: "GITSYNC_LINK", Usage: "the symlink to the current checkout, absolute or relative to GITSYNC_ROOT; empty means the repository's name", Parse: envflag.String(&c.Link)},
+		{Env: "GITSYNC_ROOT", Default: "/git", Usage: "the directory that holds the repository, the checkouts and the link (the shared volume's mount in the sidecar)", Parse: envflag.AbsolutePath(&c.Root)},
+		{Env: "GITSYNC_LINK", Usage: "the symlink to the current checkout, absolute or relative to GITSYNC_ROOT; empty means the repository's name (the app reads <mount-path>/<link>)", Parse: envflag.String(&c.Link)},
 		{Env: "GITSYNC_ONE_TIME", Default: "false", Usage: "sync once, run the hooks once, and exit (an init container)", Parse: envflag.Bool(&c.OneTime), Switch: true},
 		{Env: "GITSYNC_MAX_FAILURES", Default: "0", Usage: "consecutive failed syncs tolerated before exiting; -1 retries forever", Parse: envflag.Int(&c.MaxFailures, -1, 1<<30)},
-		{Env: "GITSYNC_SYNC_ON_SIGNAL", Usage: "also sync at once when this signal arrives, e.g. SIGHUP", Parse: signalName(&c.SyncOnSignal, &c.Signal)},
+		{Env: "GITSYNC_SYNC_ON_SIGNAL", Usage: "also sync at once when this signal arrives, e.g. SIGHUP (sent from the app, it needs a shared process namespace)", Parse: syncSignal(&c.SyncOnSignal, &c.Signal)},
 		{Env: "GITSYNC_GROUP_WRITE", Default: "false", Usage: "make the checkouts group-writable as well as group-readable", Parse: envflag.Bool(&c.GroupWrite), Switch: true},
-		{Env: "GITSYNC_EXECHOOK_COMMAND", Usage: "a command run in the new checkout after each new commit, with GITSYNC_HASH set", Parse: envflag.String(&c.ExechookCommand)},
+		{Env: "GITSYNC_EXECHOOK_COMMAND", Usage: "a command (in the sidecar's image) run in the new checkout after each new commit, with GITSYNC_HASH set", Parse: envflag.String(&c.ExechookCommand)},
 		{Env: "GITSYNC_EXECHOOK_TIMEOUT", Default: "30s", Usage: "the time allowed for one run of the exec hook", Parse: envflag.Duration(&c.ExechookTimeout, time.Millisecond)},
 		{Env: "GITSYNC_EXECHOOK_BACKOFF", Default: "3s", Usage: "the first wait before retrying a failed exec hook; it doubles up to 1m", Parse: envflag.Duration(&c.ExechookBackoff, time.Millisecond)},
 		{Env: "GITSYNC_WEBHOOK_URL", Usage: "a URL called after each new commit, with the hash in the Gitsync-Hash header", Parse: webhookURL(&c.WebhookURL)},
@@ -79,7 +81,7 @@ func settings(c *Config) envflag.Set {
 		{Env: "GITSYNC_WEBHOOK_TIMEOUT", Default: "1s", Usage: "the time allowed for one webhook call", Parse: envflag.Duration(&c.WebhookTimeout, time.Millisecond)},
 		{Env: "GITSYNC_WEBHOOK_BACKOFF", Default: "3s", Usage: "the first wait before retrying a failed webhook; it doubles up to 1m", Parse: envflag.Duration(&c.WebhookBackoff, time.Millisecond)},
 		{Env: "GITSYNC_USERNAME", Usage: "the username for HTTP(S) authentication", Parse: envflag.String(&c.Username)},
-		{Env: "GITSYNC_PASSWORD_FILE", Usage: "a file holding the HTTP(S) password or token, read at every fetch", Parse: envflag.OptionalAbsolutePath(&c.PasswordFile)},
+		{Env: "GITSYNC_PASSWORD_FILE", Usage: "a file holding the HTTP(S) password or token, read at every fetch (e.g. from a Secret volume mounted into the sidecar)", Parse: envflag.OptionalAbsolutePath(&c.PasswordFile)},
 		{Env: "GITSYNC_SSH_KEY_FILE", Default: "/etc/git-secret/ssh", Usage: "the SSH private key, used for ssh:// and user@host:path repositories", Parse: envflag.AbsolutePath(&c.SSHKeyFile)},
 		{Env: "GITSYNC_SSH_KNOWN_HOSTS", Default: "true", Usage: "check the SSH server's host key against GITSYNC_SSH_KNOWN_HOSTS_FILE", Parse: envflag.Bool(&c.SSHKnownHosts), Switch: true},
 		{Env: "GITSYNC_SSH_KNOWN_HOSTS_FILE", Default: "/etc/git-secret/known_hosts", Usage: "the known_hosts file for SSH", Parse: envflag.AbsolutePath(&c.SSHKnownHostsFile)},
@@ -204,25 +206,20 @@ func httpMethod(p *string) func(string) error {
 
 // syncSignals are the signals GITSYNC_SYNC_ON_SIGNAL accepts: the ones a user can send on purpose and that
 // do not already mean "stop".
-var syncSignals = map[string]syscall.Signal{"SIGHUP": syscall.SIGHUP, "SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2, "SIGWINCH": syscall.SIGWINCH}
+var syncSignals = []string{"SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH"}
 
-func signalName(p *string, sig *syscall.Signal) func(string) error {
+// syncSignal parses GITSYNC_SYNC_ON_SIGNAL and keeps its canonical name (SIGHUP) for the logs.
+func syncSignal(p *string, sig *syscall.Signal) func(string) error {
+	parse := envflag.Signal(sig, syncSignals...)
 	return func(s string) error {
-		*p, *sig = s, 0
-		if s == "" {
-			return nil
+		if err := parse(s); err != nil {
+			return err
 		}
-		name := strings.ToUpper(s)
-		if !strings.HasPrefix(name, "SIG") {
-			name = "SIG" + name
+		*p = ""
+		if *sig != 0 {
+			*p = unix.SignalName(*sig)
 		}
-		for n, v := range syncSignals {
-			if n == name || fmt.Sprint(int(v)) == s {
-				*p, *sig = n, v
-				return nil
-			}
-		}
-		return errors.New("want SIGHUP, SIGUSR1, SIGUSR2 or SIGWINCH (by name or number)")
+		return nil
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outrigger-dev/outrigger/internal/sidecarspec"
+	"github.com/outrigger-dev/outrigger/webhook/catalog/catalogtest"
 )
 
 func lookup(env map[string]string) func(string) (string, bool) {
@@ -117,7 +117,7 @@ func TestLinkDerivedFromTheRepository(t *testing.T) {
 // TestAPIAgreement keeps the binary's settings, the Dockerfile, the README and the injector's catalog
 // entry in agreement.
 func TestAPIAgreement(t *testing.T) {
-	for _, p := range sidecarspec.Problems(".", "git-sync", settings(&Config{})) {
+	for _, p := range catalogtest.Problems(".", "git-sync", settings(&Config{})) {
 		t.Error(p)
 	}
 }

@@ -45,12 +45,12 @@ func settings(c *Config) envflag.Set {
 	return envflag.Set{Program: "https-proxy", Vars: []envflag.Var{
 		{Env: "PROXY_PORT", Default: "8000", Usage: "the app's plain-HTTP port on 127.0.0.1 that requests are proxied to", Parse: envflag.Port(&c.ProxyPort)},
 		{Env: "LISTEN_PORT", Default: "8443", Usage: "the HTTPS port the proxy listens on (HTTP/1.1 and HTTP/2)", Parse: envflag.Port(&c.ListenPort)},
-		{Env: "CERTIFICATE_PATH", Default: "/etc/https-proxy/tls/tls.crt", Usage: "PEM certificate chain, reloaded when it changes or on SIGHUP", Parse: envflag.NonEmpty(&c.CertificatePath)},
+		{Env: "CERTIFICATE_PATH", Default: "/etc/https-proxy/tls/tls.crt", Usage: "PEM certificate chain, reloaded when it changes (Secret updates) or on SIGHUP, keeping the old one if the new files do not load", Parse: envflag.NonEmpty(&c.CertificatePath)},
 		{Env: "KEY_PATH", Default: "/etc/https-proxy/tls/tls.key", Usage: "PEM private key of the certificate, reloaded with it", Parse: envflag.NonEmpty(&c.KeyPath)},
-		{Env: "CLIENT_CA_PATH", Default: "", Usage: "PEM CA bundle; when set, clients must present a certificate it signed (mTLS)", Parse: envflag.String(&c.ClientCAPath)},
+		{Env: "CLIENT_CA_PATH", Default: "", Usage: "PEM CA bundle (e.g. ca.crt from tls-secret); when set, clients must present a certificate it signed (mTLS)", Parse: envflag.String(&c.ClientCAPath)},
 		{Env: "ALLOWED_CLIENT_NAMES", Default: "", Usage: "comma list of client certificate CNs or DNS SANs allowed (empty: any the CA signed)", Parse: envflag.List(&c.AllowedClientNames)},
 		{Env: "MIN_TLS_VERSION", Default: "1.2", Usage: "lowest TLS version accepted: 1.2 or 1.3", Parse: envflag.OneOf(&c.MinTLSVersion, "1.2", "1.3")},
-		{Env: "STATUS_PORT", Default: "9801", Usage: "plain-HTTP port for /healthz, /readyz and /metrics", Parse: envflag.Port(&c.StatusPort)},
+		{Env: "STATUS_PORT", Default: "9801", Usage: "plain-HTTP port for /healthz, /readyz and /metrics (the probes use 9801: each sidecar of a pod has its own status port)", Parse: envflag.Port(&c.StatusPort)},
 	}}
 }
 

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/outrigger-dev/outrigger/internal/sidecarspec"
+	"github.com/outrigger-dev/outrigger/webhook/catalog/catalogtest"
 )
 
 func lookup(env map[string]string) func(string) (string, bool) {
@@ -82,7 +82,7 @@ func TestHelpListsEveryEnv(t *testing.T) {
 
 // TestAPIAgreement keeps the Dockerfile, the README and the injector's catalog in step with settings.
 func TestAPIAgreement(t *testing.T) {
-	for _, p := range sidecarspec.Problems(".", "https-proxy", settings(&Config{})) {
+	for _, p := range catalogtest.Problems(".", "https-proxy", settings(&Config{})) {
 		t.Error(p)
 	}
 }

@@ -53,8 +53,8 @@ func settings(c *Config) envflag.Set {
 		{Env: "DISTRIBUTION", Default: "ketama", Usage: "key distribution: ketama (consistent hashing), modula or random",
 			Parse: envflag.OneOf(&c.Distribution, ring.Distributions...)},
 		{Env: "HASH_TAG", Usage: "two characters, e.g. {}: only the part of a key between them is hashed",
-			Parse: hashTag(&c.HashTag)},
-		{Env: "CONFIG_FILE", Usage: "a twemproxy (nutcracker.yml) file; its pool's keys win over the settings above",
+			Parse: envflag.Delimiters(&c.HashTag)},
+		{Env: "CONFIG_FILE", Usage: "a twemproxy (nutcracker.yml) file, mounted into the pod; its pool's keys win over the settings above",
 			Parse: envflag.String(&c.ConfigFile)},
 		{Env: "POOL", Usage: "the pool of CONFIG_FILE to serve (default: the first)",
 			Parse: envflag.String(&c.Pool)},
@@ -82,16 +82,6 @@ func optionalHostPort(p *string) func(string) error {
 			return nil
 		}
 		return envflag.HostPort(p)(s)
-	}
-}
-
-func hashTag(p *string) func(string) error {
-	return func(s string) error {
-		if s != "" && len(s) != 2 {
-			return fmt.Errorf("want two characters, such as {}")
-		}
-		*p = s
-		return nil
 	}
 }
 

@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outrigger-dev/outrigger/internal/sidecarspec"
+	"github.com/outrigger-dev/outrigger/webhook/catalog/catalogtest"
 )
 
 func TestAPIAgreement(t *testing.T) {
-	for _, p := range sidecarspec.Problems(".", "shard-ambassador", settings(&Config{})) {
+	for _, p := range catalogtest.Problems(".", "shard-ambassador", settings(&Config{})) {
 		t.Error(p)
 	}
 }

@@ -27,9 +27,9 @@ const (
 // settings is the one source of truth for topz's ENV names, defaults and usage lines.
 func settings(c *Config) envflag.Set {
 	return envflag.Set{Program: "topz", Prefix: "TOPZ_", Vars: []envflag.Var{
-		{Env: "TOPZ_ADDR", Default: ":8080", Usage: "listen address for /topz, /healthz and /metrics", Parse: envflag.HostPort(&c.Addr)},
-		{Env: "TOPZ_SAMPLE", Default: "200ms", Usage: "CPU sampling window (CPU% is measured between two snapshots this far apart)", Parse: sampleWindow(&c.Sample)},
-		{Env: "TOPZ_REDACT", Default: "true", Usage: "redact secrets (passwords, tokens, URL credentials) in command lines", Parse: envflag.Bool(&c.Redact), Switch: true},
+		{Env: "TOPZ_ADDR", Default: ":8080", Usage: "listen address for /topz, /healthz, /readyz and /metrics (change it if your app uses 8080)", Parse: envflag.HostPort(&c.Addr)},
+		{Env: "TOPZ_SAMPLE", Default: "200ms", Usage: "CPU sampling window, 10ms to 10s: CPU% is measured between two snapshots this far apart", Parse: sampleWindow(&c.Sample)},
+		{Env: "TOPZ_REDACT", Default: "true", Usage: "redact secrets (passwords, tokens, URL credentials) in command lines; false shows them as started", Parse: envflag.Bool(&c.Redact), Switch: true},
 	}}
 }
 

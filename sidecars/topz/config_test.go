@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outrigger-dev/outrigger/internal/sidecarspec"
+	"github.com/outrigger-dev/outrigger/webhook/catalog/catalogtest"
 )
 
 func envMap(m map[string]string) func(string) (string, bool) {
@@ -79,7 +79,7 @@ func TestHelpListsTheEnv(t *testing.T) {
 
 // TestAPIAgreement keeps the binary's settings, the Dockerfile, the README and the catalog entry in step.
 func TestAPIAgreement(t *testing.T) {
-	for _, p := range sidecarspec.Problems(".", "topz", settings(&Config{})) {
+	for _, p := range catalogtest.Problems(".", "topz", settings(&Config{})) {
 		t.Error(p)
 	}
 }

@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,10 +10,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
-)
 
-//go:embed builtin/*.yaml
-var builtinFS embed.FS
+	"github.com/outrigger-dev/outrigger/sidecars"
+)
 
 // Catalog is a validated, immutable set of entries by name.
 type Catalog struct {
@@ -24,20 +22,20 @@ type Catalog struct {
 // Builtin returns the embedded entries. It fails only if an embedded file is broken, which a unit test
 // rules out; callers still report the error instead of panicking.
 func Builtin() ([]Entry, error) {
-	files, err := fs.Glob(builtinFS, "builtin/*.yaml")
+	files, err := fs.Glob(sidecars.Catalog, "*/catalog.yaml")
 	if err != nil {
 		return nil, err
 	}
 	sort.Strings(files)
 	entries := make([]Entry, 0, len(files))
 	for _, f := range files {
-		data, err := builtinFS.ReadFile(f)
+		data, err := sidecars.Catalog.ReadFile(f)
 		if err != nil {
 			return nil, err
 		}
 		var e Entry
 		if err := yaml.UnmarshalStrict(data, &e); err != nil {
-			return nil, fmt.Errorf("built-in catalog entry %s: %w", path.Base(f), err)
+			return nil, fmt.Errorf("built-in catalog entry sidecars/%s: %w", f, err)
 		}
 		entries = append(entries, e)
 	}

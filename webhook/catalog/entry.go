@@ -63,7 +63,7 @@ type Parameter struct {
 	Default string `json:"default,omitempty"`
 	// Type says which values are accepted (see ParameterTypes).
 	Type string `json:"type"`
-	// Values are the accepted values of an enum.
+	// Values are the accepted values of an enum, or the only signals a signal accepts (SIGHUP, ...).
 	Values []string `json:"values,omitempty"`
 	// Min and Max bound an int; Min bounds a duration (as a duration string).
 	Min string `json:"min,omitempty"`

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -88,6 +89,27 @@ var ParameterTypes = map[string]parameterType{
 			}
 			return nil
 		}, nil
+	},
+	"namespace": func(Parameter) (func(string) error, error) {
+		return func(s string) error {
+			if errs := validation.IsDNS1123Label(s); len(errs) > 0 {
+				return fmt.Errorf("want a namespace name: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters")
+			}
+			return nil
+		}, nil
+	},
+	"command-name": func(Parameter) (func(string) error, error) {
+		var s string
+		return envflag.CommandName(&s), nil
+	},
+	"delimiters": func(Parameter) (func(string) error, error) {
+		var s string
+		return envflag.Delimiters(&s), nil
+	},
+	// signal: a signal by name or number; Values, when set, are the only signals accepted (SIGHUP, ...).
+	"signal": func(p Parameter) (func(string) error, error) {
+		var sig syscall.Signal
+		return envflag.Signal(&sig, p.Values...), nil
 	},
 	"quantity": func(Parameter) (func(string) error, error) {
 		return CheckQuantity, nil

@@ -2,8 +2,13 @@ package policy
 
 import (
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/outrigger-dev/outrigger/webhook/catalog"
 	"github.com/outrigger-dev/outrigger/webhook/config"
@@ -80,6 +85,22 @@ func valueCheck(p catalog.Parameter) (func(v string) string, bool) {
 		return func(v string) string {
 			return fmt.Sprintf(`%s.size() <= 253 && %s.matches("^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")`, v, v)
 		}, true
+	case "namespace":
+		return func(v string) string {
+			return fmt.Sprintf(`%s.size() <= 63 && %s.matches("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")`, v, v)
+		}, true
+	case "command-name":
+		return func(v string) string { return fmt.Sprintf(`!%s.matches("[/ \\t]")`, v) }, true
+	case "delimiters":
+		// envflag.Delimiters counts bytes, as the hashing reads them.
+		return func(v string) string { return fmt.Sprintf(`bytes(%s).size() == 2`, v) }, true
+	case "signal":
+		names, numbers := signals(p.Values)
+		return func(v string) string {
+			t := v + ".trim()"
+			u := t + ".upperAscii()"
+			return fmt.Sprintf(`(%s.startsWith("SIG") ? %s : "SIG" + %s) in %s || %s in %s`, u, u, u, strList(names), t, strList(numbers))
+		}, true
 	case "url":
 		return func(v string) string { return v + `.contains("://")` }, true
 	case "quantity":
@@ -88,6 +109,17 @@ func valueCheck(p catalog.Parameter) (func(v string) string, bool) {
 		}, true
 	}
 	return nil, false
+}
+
+// signals are the names and numbers envflag.Signal accepts: allowed (SIGHUP, ...), or every signal.
+func signals(allowed []string) (names, numbers []string) {
+	for n := 1; n < 65; n++ {
+		name := unix.SignalName(syscall.Signal(n))
+		if name != "" && (len(allowed) == 0 || slices.Contains(allowed, name)) {
+			names, numbers = append(names, name), append(numbers, strconv.Itoa(n))
+		}
+	}
+	return names, numbers
 }
 
 // want is the "want ..." part of p.Check's error, for the denial message.
