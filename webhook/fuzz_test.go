@@ -16,6 +16,7 @@ import (
 
 	"github.com/outrigger-dev/outrigger/webhook"
 	"github.com/outrigger-dev/outrigger/webhook/config"
+	"github.com/outrigger-dev/outrigger/webhook/inject"
 )
 
 func testInjector(t testing.TB, configYAML string) *webhook.Injector {
@@ -63,13 +64,14 @@ func FuzzAdmission(f *testing.F) {
 	f.Add([]byte(`{"spec":{"containers":[{"name":"app","ports":[{"containerPort":8080}]}],"shareProcessNamespace":false}}`), "config-sync", "config-sync.outrigger.dev/configmap", "cm")
 	f.Add([]byte(`{"metadata":{"annotations":{"outrigger.dev/status":"{bad"}},"spec":{"hostNetwork":true,"containers":[{"name":"a"}]}}`), "none", `"odd.key"/"x"`, "\x00")
 	h := testInjector(f, "")
-	f.Fuzz(func(t *testing.T, raw []byte, inject, key, value string) {
+	cfg := h.Config()
+	f.Fuzz(func(t *testing.T, raw []byte, sidecars, key, value string) {
 		var pod corev1.Pod
 		if err := json.Unmarshal(raw, &pod); err == nil {
 			if pod.Annotations == nil {
 				pod.Annotations = map[string]string{}
 			}
-			pod.Annotations["outrigger.dev/inject"] = inject
+			pod.Annotations["outrigger.dev/inject"] = sidecars
 			pod.Annotations[key] = value
 			raw, _ = json.Marshal(&pod)
 		}
@@ -84,6 +86,15 @@ func FuzzAdmission(f *testing.F) {
 			return
 		}
 		injected := applyResponse(t, raw, resp)
+		// The patch carries every change Inject made (inject.EditedParts is the whole of what it edits).
+		var submitted corev1.Pod
+		if err := json.Unmarshal(raw, &submitted); err == nil {
+			if res, err := inject.Inject(inject.Input{Pod: &submitted, Namespace: "fuzz", Config: cfg}); err == nil && res.Changed {
+				if missed := patchMisses(t, &submitted, res.Pod); missed != "" {
+					t.Fatalf("Inject changed fields outside inject.EditedParts, and the patch drops them: %s", missed)
+				}
+			}
+		}
 		again := h.Handle(context.Background(), review("fuzz", injected))
 		if !again.Allowed || len(again.Patches) > 0 {
 			t.Fatalf("a pod injected once was changed or refused when submitted again: allowed=%v patches=%v", again.Allowed, again.Patches)
