@@ -1,6 +1,6 @@
 // Package webhook is Outrigger's admission edge: it decodes an AdmissionReview's pod, looks up the
 // namespace in an informer cache, calls the pure injection core (webhook/inject), and answers with a JSON
-// patch computed by gomodules.xyz/jsonpatch/v2 over the parts of the pod injection can change (patchFor in
+// patch computed by gomodules.xyz/jsonpatch/v2 over the parts of the pod injection declares it changes (inject.EditedParts, patchFor in
 // patch.go, answered with admission.Patched), a denial that names every problem, or an error with the right
 // HTTP code.
 //
