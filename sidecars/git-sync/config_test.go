@@ -57,7 +57,7 @@ func TestBadValuesNameTheSettingTheValueAndWhatIsAccepted(t *testing.T) {
 		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_PERIOD": "1ms"}, []string{`invalid GITSYNC_PERIOD="1ms": want a duration such as 10s or 5m, at least 10ms`}},
 		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_DEPTH": "-1"}, []string{`invalid GITSYNC_DEPTH="-1": want a whole number from 0`}},
 		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_SUBMODULES": "all"}, []string{`invalid GITSYNC_SUBMODULES="all": want one of recursive, shallow, off`}},
-		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_SYNC_ON_SIGNAL": "SIGTERM"}, []string{`invalid GITSYNC_SYNC_ON_SIGNAL="SIGTERM": want SIGHUP, SIGUSR1, SIGUSR2 or SIGWINCH`}},
+		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_SYNC_ON_SIGNAL": "SIGTERM"}, []string{`invalid GITSYNC_SYNC_ON_SIGNAL="SIGTERM": want one of SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH`}},
 		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_ROOT": "git"}, []string{`invalid GITSYNC_ROOT="git": want an absolute path`}},
 		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_LINK": ".git"}, []string{`invalid GITSYNC_LINK=".git": want a name other than`}},
 		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_WEBHOOK_URL": "hooks.local/x"}, []string{`invalid GITSYNC_WEBHOOK_URL="hooks.local/x": want an http:// or https:// URL`}},

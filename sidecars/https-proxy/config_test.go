@@ -21,7 +21,7 @@ func TestLoadConfigDefaultsAndOverrides(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.ProxyPort != 8000 || c.ListenPort != 8443 || c.StatusPort != 9801 || c.MinTLSVersion != "1.2" ||
-		c.CertificatePath != "/etc/https-proxy/tls/tls.crt" || c.KeyPath != "/etc/https-proxy/tls/tls.key" || c.ClientCAPath != "" {
+		c.CertificatePath != "/etc/https-proxy/tls/tls.crt" || c.KeyPath != "/etc/https-proxy/tls/tls.key" || c.ClientCAPath != "" || !c.FIFOPoller {
 		t.Errorf("defaults: %+v", c)
 	}
 	c, err = loadConfig([]string{"--proxy-port=3000"}, lookup(map[string]string{

@@ -20,6 +20,8 @@ type frontend struct {
 	tlsConfig *tls.Config
 	h2        *connQueue
 	upstream  *upstreamPool
+	// wrap serves each accepted connection from the FIFO poller, or returns it as is (FIFO_POLLER).
+	wrap func(net.Conn) net.Conn
 	// upstreamAddr names the app in 502 answers.
 	upstreamAddr string
 	m            *metrics
@@ -51,7 +53,7 @@ func (f *frontend) serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		raw = fifoWrap(raw)
+		raw = f.wrap(raw)
 		c := &http1Conn{f: f, raw: raw}
 		if !f.track(c) {
 			raw.Close()

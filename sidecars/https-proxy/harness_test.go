@@ -22,7 +22,7 @@ import (
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.Cleanup(removeBuildDir),
 		// The FIFO poller's goroutine lives as long as the process, as Go's own netpoller does.
-		goleak.IgnoreAnyFunction("github.com/outrigger-dev/outrigger/sidecars/https-proxy.(*fifoPoller).run"))
+		goleak.IgnoreAnyFunction("github.com/outrigger-dev/outrigger/internal/fifopoll.(*fifoPoller).run"))
 }
 
 // runningProxy is one in-process https-proxy (serve) on 127.0.0.1 with random ports, stopped at the test's end.
@@ -42,7 +42,7 @@ func testConfig(t testing.TB, ca *pki, upstreamPort int) *Config {
 	writeFile(t, filepath.Join(dir, "tls.key"), cert.keyPEM)
 	return &Config{
 		ProxyPort: upstreamPort, CertificatePath: filepath.Join(dir, "tls.crt"), KeyPath: filepath.Join(dir, "tls.key"),
-		MinTLSVersion: "1.2", ListenHost: "127.0.0.1", PollInterval: time.Hour, ShutdownTimeout: 5 * time.Second,
+		MinTLSVersion: "1.2", FIFOPoller: true, ListenHost: "127.0.0.1", PollInterval: time.Hour, ShutdownTimeout: 5 * time.Second,
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
@@ -416,5 +417,48 @@ func TestEarlyHintsPassThrough(t *testing.T) {
 				t.Errorf("the final response kept the hint's Link header %q", link)
 			}
 		})
+	}
+}
+
+// FIFO_POLLER=false: connections stay Go's own, and the proxy serves both protocols as before.
+func TestWithoutTheFIFOPoller(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			defer c.Close()
+			io.Copy(io.Discard, c)
+		}
+	}()
+	for _, on := range []bool{true, false} {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		wrapped := connWrapper(&Config{FIFOPoller: on})(conn)
+		if _, own := wrapped.(*net.TCPConn); own == on {
+			t.Errorf("FIFO_POLLER=%v: the connection is a %T", on, wrapped)
+		}
+		wrapped.Close()
+	}
+
+	ca := newPKI(t, "test CA")
+	cfg := testConfig(t, ca, upstream(t, http.HandlerFunc(echoApp)))
+	cfg.FIFOPoller = false
+	p := startProxy(t, ca, cfg)
+	for _, proto := range []string{"1.1", "2"} {
+		resp, err := p.client(proto, nil).Get(p.url("/plain"))
+		if err != nil {
+			t.Fatalf("HTTP/%s: %v", proto, err)
+		}
+		var got seen
+		err = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if err != nil || got.XFProto != "https" || got.Method != "GET" {
+			t.Errorf("HTTP/%s: the app saw %+v (%v)", proto, got, err)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/outrigger-dev/outrigger/internal/fifopoll"
 	"github.com/outrigger-dev/outrigger/internal/statusport"
 )
 
@@ -61,13 +62,15 @@ func serve(ctx context.Context, cfg *Config, httpsLn, statusLn net.Listener, log
 	if err != nil {
 		return err
 	}
+	wrap := connWrapper(cfg)
 	front := &frontend{
 		tlsConfig: &tls.Config{
 			MinVersion:         cfg.tlsVersion(),
 			GetConfigForClient: certs.configForClient,
 		},
 		h2:           newConnQueue(httpsLn.Addr()),
-		upstream:     newUpstreamPool(upstreamAddr(cfg)),
+		upstream:     newUpstreamPool(upstreamAddr(cfg), wrap),
+		wrap:         wrap,
 		upstreamAddr: upstreamAddr(cfg),
 		m:            m,
 		errorLog:     &rateLimitedLog{log: log, every: time.Second},
@@ -156,4 +159,13 @@ func serve(ctx context.Context, cfg *Config, httpsLn, statusLn net.Listener, log
 		err = statusErr
 	}
 	return err
+}
+
+// connWrapper is what serves the proxy's TCP connections: the FIFO poller (internal/fifopoll), or Go's
+// netpoller as net gives them when FIFO_POLLER=false.
+func connWrapper(cfg *Config) func(net.Conn) net.Conn {
+	if cfg.FIFOPoller {
+		return fifopoll.Wrap
+	}
+	return func(c net.Conn) net.Conn { return c }
 }

@@ -56,14 +56,16 @@ func (c *upstreamConn) readResponse(req *http.Request) (*http.Response, error) {
 type upstreamPool struct {
 	addr   string
 	dialer net.Dialer
+	// wrap serves each dialled connection from the FIFO poller, or returns it as is (FIFO_POLLER).
+	wrap func(net.Conn) net.Conn
 
 	mu     sync.Mutex
 	idle   []*upstreamConn
 	closed bool
 }
 
-func newUpstreamPool(addr string) *upstreamPool {
-	return &upstreamPool{addr: addr, dialer: net.Dialer{Timeout: upstreamConnectTimeout, KeepAlive: upstreamTCPKeepAlive}}
+func newUpstreamPool(addr string, wrap func(net.Conn) net.Conn) *upstreamPool {
+	return &upstreamPool{addr: addr, wrap: wrap, dialer: net.Dialer{Timeout: upstreamConnectTimeout, KeepAlive: upstreamTCPKeepAlive}}
 }
 
 // get returns an idle connection (reused true) or a new one. An idle connection that sat unused for a
@@ -95,7 +97,7 @@ func (p *upstreamPool) dial(ctx context.Context) (*upstreamConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn = fifoWrap(conn)
+	conn = p.wrap(conn)
 	return &upstreamConn{conn: conn, r: bufio.NewReaderSize(conn, upstreamBufferSize), w: bufio.NewWriterSize(conn, upstreamBufferSize)}, nil
 }
 

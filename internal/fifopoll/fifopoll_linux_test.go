@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package fifopoll
 
 import (
 	"bytes"
@@ -29,7 +29,7 @@ func TestFIFOConnIsANetConn(t *testing.T) {
 			return nil, nil, nil, err
 		}
 		if _, ok := a.(*fifoConn); !ok {
-			t.Fatalf("fifoWrap returned %T, want *fifoConn", a)
+			t.Fatalf("Wrap returned %T, want *fifoConn", a)
 		}
 		return a, b, func() { a.Close(); b.Close() }, nil
 	})
@@ -51,7 +51,7 @@ func fifoPair(ln net.Listener) (dialed, accepted net.Conn, err error) {
 		d.Close()
 		return nil, nil, fmt.Errorf("accept on %s failed", ln.Addr())
 	}
-	return fifoWrap(d), fifoWrap(a), nil
+	return Wrap(d), Wrap(a), nil
 }
 
 // TestFIFOConnStreamEndsWithEOF streams to a reader through many fresh connection pairs, each closed by

@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package fifopoll
 
 import (
 	"fmt"
@@ -23,7 +23,7 @@ import (
 // of the same proxy with that one runtime loop reversed had a p99 below nginx's.
 //
 // Without patching the runtime, the proxy's TCP connections (to clients and to the app) leave Go's
-// netpoller: fifoWrap moves the socket to a descriptor Go does not poll, registered with an epoll
+// netpoller: Wrap moves the socket to a descriptor Go does not poll, registered with an epoll
 // instance of our own, and one goroutine, fifoPoller.run, takes its events in epoll's order and wakes
 // the waiting readers in that order: first ready, first served. Writers that find the socket full wait
 // for the same poller; deadlines are timers of our own.
@@ -33,7 +33,7 @@ import (
 // there yet). A fifoConn whose last read emptied the socket waits first, then reads once.
 //
 // If anything here fails (no epoll instance, no descriptor to spare), the connection is used as Go
-// made it (fifoWrap returns it as is).
+// made it (Wrap returns it as is).
 
 // maxFIFOEvents is how many events one epoll_wait takes; more are taken by the next, in order.
 const maxFIFOEvents = 256
@@ -43,9 +43,9 @@ var (
 	fifoShared *fifoPoller
 )
 
-// fifoWrap returns conn (a *net.TCPConn, which it then owns) served by the FIFO poller, or conn itself
+// Wrap returns conn (a *net.TCPConn, which it then owns) served by the FIFO poller, or conn itself
 // if it is not a TCP connection or the poller is unavailable.
-func fifoWrap(conn net.Conn) net.Conn {
+func Wrap(conn net.Conn) net.Conn {
 	tc, ok := conn.(*net.TCPConn)
 	if !ok {
 		return conn
