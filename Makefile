@@ -154,8 +154,8 @@ bench: deps tools build ## run every benchmark under bench/
 .PHONY: fuzz
 fuzz: ## fuzz decode → inject → patch, and https-proxy's head parser against net/http's, 60s each
 	$(GO) test -run '^$$' -fuzz FuzzAdmission -fuzztime 60s ./webhook/
-	$(GO) test -run '^$$' -fuzz FuzzRequestFastPath -fuzztime 60s ./sidecars/https-proxy/
-	$(GO) test -run '^$$' -fuzz FuzzResponseFastPath -fuzztime 60s ./sidecars/https-proxy/
+	$(GO) test -run '^$$' -fuzz FuzzRequestFastPath -fuzztime 60s ./sidecars/https-proxy/httphead/
+	$(GO) test -run '^$$' -fuzz FuzzResponseFastPath -fuzztime 60s ./sidecars/https-proxy/httphead/
 
 .PHONY: clean
 clean: ## remove build output (keeps ./bin, the slow control-plane build)

@@ -2,7 +2,7 @@ package main
 
 // One request on its way to the app and back, whichever protocol the client speaks: the request head and
 // body written to a pooled app connection, interim answers passed on, the head of the final answer read
-// (fasthead.go or net/http's parser). The HTTP/1.x loop (http1.go) and the HTTP/2 handler (http2.go)
+// (package httphead or net/http's parser). The HTTP/1.x loop (http1.go) and the HTTP/2 handler (http2.go)
 // each write the answer to their client their own way.
 
 import (

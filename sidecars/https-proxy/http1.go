@@ -1,7 +1,7 @@
 package main
 
 // The HTTP/1.x side of the proxy. One goroutine per client connection reads each request under net/http's
-// rules (http.ReadRequest, with the checks net/http's server adds; the common heads through fasthead.go,
+// rules (http.ReadRequest, with the checks net/http's server adds; the common heads through package httphead,
 // which reads them as net/http would without its allocations), forwards it to the app on a pooled
 // keep-alive connection through an exchange (exchange.go), reads the answer the same way and copies it
 // back, streaming bodies both ways.
@@ -28,6 +28,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/outrigger-dev/outrigger/sidecars/https-proxy/httphead"
 )
 
 // clientBufferSize is the read and write buffer of each client connection, as in net/http's server.
@@ -57,8 +59,8 @@ type http1Conn struct {
 	limit                headerLimit
 	br                   *bufio.Reader
 	bw                   *bufio.Writer
-	// fast parses the common request heads without net/http's allocations (fasthead.go).
-	fast requestFastPath
+	// fast parses the common request heads without net/http's allocations (package httphead).
+	fast httphead.RequestParser
 	// readDeadline is the read deadline set on tc (zero: none).
 	readDeadline time.Time
 	// exchange is the current request's; forwardedHost its X-Forwarded-Host value.
@@ -119,7 +121,7 @@ func (c *http1Conn) next() bool {
 	if !c.f.setIdle(c, false) {
 		return false
 	}
-	req, ok := c.fast.parse(c.br) // the whole head is here: no read, no deadline needed
+	req, ok := c.fast.Parse(c.br) // the whole head is here: no read, no deadline needed
 	if !ok {
 		var err error
 		if req, err = c.readRequest(); err != nil {
@@ -135,7 +137,7 @@ func (c *http1Conn) next() bool {
 			return false
 		}
 	}
-	if code, reason := validateRequest(req); code != 0 {
+	if code, reason := httphead.Validate(req); code != 0 {
 		c.refuse(code, reason)
 		return false
 	}

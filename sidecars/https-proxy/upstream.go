@@ -4,13 +4,17 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/outrigger-dev/outrigger/sidecars/https-proxy/httphead"
 )
 
 // Keep-alive connections to the app, as net/http's Transport kept them (MaxIdleConnsPerHost 1024,
@@ -33,8 +37,8 @@ type upstreamConn struct {
 	w    *bufio.Writer
 	// idleSince is when the connection was last put back; zero for a new connection.
 	idleSince time.Time
-	// fast parses the common response heads without net/http's allocations (fasthead.go).
-	fast responseFastPath
+	// fast parses the common response heads without net/http's allocations (package httphead).
+	fast httphead.ResponseParser
 }
 
 // readResponse reads the head of the app's next answer to req; its body follows on c.r.
@@ -45,7 +49,7 @@ func (c *upstreamConn) readResponse(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	if resp, ok := c.fast.parse(c.r, req); ok {
+	if resp, ok := c.fast.Parse(c.r, req); ok {
 		return resp, nil
 	}
 	return http.ReadResponse(c.r, req)
@@ -187,4 +191,14 @@ func isStaleConnError(err error) bool {
 	}
 	var opErr *net.OpError
 	return errors.As(err, &opErr) && !opErr.Timeout()
+}
+
+// upstreamAddr is the app's address: always loopback, as the sidecar shares the pod's network namespace.
+func upstreamAddr(cfg *Config) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.ProxyPort))
+}
+
+// badGatewayMessage is the body of a 502, on HTTP/1.x (http1.go) and HTTP/2 (http2.go).
+func badGatewayMessage(upstream string, err error) string {
+	return fmt.Sprintf("502 Bad Gateway: https-proxy could not get a response from the app at %s: %v\n", upstream, err)
 }

@@ -1,4 +1,4 @@
-package main
+package httphead
 
 import (
 	"bufio"
@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-// The fast path (fasthead.go) must never take a head that net/http would refuse or read differently:
+// The fast path (httphead.go) must never take a head that net/http would refuse or read differently:
 // these fuzz targets parse the same bytes both ways and compare everything the proxy uses, bodies and
 // the bytes after them included. `go test` runs the seeds; `make fuzz` explores for a while.
 
@@ -66,8 +66,8 @@ func FuzzRequestFastPath(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		br := readerOver(data)
-		var p requestFastPath
-		got, ok := p.parse(br)
+		var p RequestParser
+		got, ok := p.Parse(br)
 		if !ok {
 			untouched(t, data, br)
 			return
@@ -99,8 +99,8 @@ func FuzzRequestFastPath(f *testing.F) {
 			{"URL.ForceQuery", got.URL.ForceQuery, want.URL.ForceQuery},
 			{"URL.IsAbs", got.URL.IsAbs(), want.URL.IsAbs()},
 		})
-		gotCode, gotReason := validateRequest(got)
-		wantCode, wantReason := validateRequest(want)
+		gotCode, gotReason := Validate(got)
+		wantCode, wantReason := Validate(want)
 		if gotCode != wantCode || gotReason != wantReason {
 			t.Fatalf("%q: validateRequest says %d %q, for net/http's %d %q", data, gotCode, gotReason, wantCode, wantReason)
 		}
@@ -150,8 +150,8 @@ func FuzzResponseFastPath(f *testing.F) {
 			req.Method = http.MethodHead
 		}
 		br := readerOver(data)
-		var p responseFastPath
-		got, ok := p.parse(br, req)
+		var p ResponseParser
+		got, ok := p.Parse(br, req)
 		if !ok {
 			untouched(t, data, br)
 			return
@@ -194,17 +194,21 @@ func sameFields(t *testing.T, input string, fields []field) {
 	}
 }
 
+// readerSize is the proxy's client buffer (readerSize in http1.go): the parser sees what one
+// read of that size brings.
+const readerSize = 4 << 10
+
 // untouched fails unless a declined head left br as it was, for net/http's parser to read.
 func untouched(t *testing.T, data []byte, br *bufio.Reader) {
 	t.Helper()
-	if want := min(len(data), clientBufferSize); br.Buffered() != want {
+	if want := min(len(data), readerSize); br.Buffered() != want {
 		t.Fatalf("declined %q but consumed %d bytes", data, want-br.Buffered())
 	}
 }
 
 // readerOver is a connection's reader after its first read, as the proxy parses from.
 func readerOver(data []byte) *bufio.Reader {
-	br := bufio.NewReaderSize(bytes.NewReader(data), clientBufferSize)
+	br := bufio.NewReaderSize(bytes.NewReader(data), readerSize)
 	br.Peek(1)
 	return br
 }
@@ -236,25 +240,25 @@ func TestFastPathTakesCommonHeads(t *testing.T) {
 	// what readerOver itself allocates (the bufio.Reader, its buffer, the bytes.Reader)
 	readerAllocs := testing.AllocsPerRun(10, func() { readerOver([]byte("x")) })
 	for _, s := range []string{requestSeeds[1], requestSeeds[2], browser, "POST /api HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"} {
-		var p requestFastPath
-		if _, ok := p.parse(readerOver([]byte(s))); !ok {
+		var p RequestParser
+		if _, ok := p.Parse(readerOver([]byte(s))); !ok {
 			t.Errorf("request %q went to net/http's parser", s)
 			continue
 		}
 		data := []byte(s)
-		if allocs := testing.AllocsPerRun(100, func() { p.parse(readerOver(data)) }); allocs > 1+readerAllocs {
+		if allocs := testing.AllocsPerRun(100, func() { p.Parse(readerOver(data)) }); allocs > 1+readerAllocs {
 			t.Errorf("request %q: %.0f allocations, want at most one", s, allocs-readerAllocs)
 		}
 	}
 	get := &http.Request{Method: http.MethodGet}
 	for _, s := range []string{responseSeeds[1], responseSeeds[2], responseSeeds[5], "HTTP/1.1 302 Found\r\nLocation: /login\r\nContent-Length: 0\r\n\r\n"} {
-		var p responseFastPath
-		if _, ok := p.parse(readerOver([]byte(s)), get); !ok {
+		var p ResponseParser
+		if _, ok := p.Parse(readerOver([]byte(s)), get); !ok {
 			t.Errorf("response %q went to net/http's parser", s)
 			continue
 		}
 		data := []byte(s)
-		if allocs := testing.AllocsPerRun(100, func() { p.parse(readerOver(data), get) }); allocs > 1+readerAllocs {
+		if allocs := testing.AllocsPerRun(100, func() { p.Parse(readerOver(data), get) }); allocs > 1+readerAllocs {
 			t.Errorf("response %q: %.0f allocations, want at most one", s, allocs-readerAllocs)
 		}
 	}

@@ -1,4 +1,4 @@
-package main
+package httphead
 
 // The common request and response heads, parsed without allocating (almost: one string per head).
 //
@@ -166,8 +166,8 @@ func httpVersion(proto string) (minor int, ok bool) {
 	return 0, false
 }
 
-// requestFastPath parses a client's request heads.
-type requestFastPath struct {
+// RequestParser parses a client's request heads.
+type RequestParser struct {
 	fields headFields
 	req    http.Request
 	url    url.URL
@@ -176,7 +176,7 @@ type requestFastPath struct {
 
 // parse returns the request at the start of br's buffer, or false (nothing consumed) for net/http's
 // parser to read it.
-func (p *requestFastPath) parse(br *bufio.Reader) (*http.Request, bool) {
+func (p *RequestParser) Parse(br *bufio.Reader) (*http.Request, bool) {
 	s, ok := peekHead(br)
 	if !ok {
 		return nil, false
@@ -249,8 +249,8 @@ func fastTarget(t string) bool {
 	return true
 }
 
-// responseFastPath parses an app's response heads.
-type responseFastPath struct {
+// ResponseParser parses an app's response heads.
+type ResponseParser struct {
 	fields headFields
 	resp   http.Response
 	body   fixedBody
@@ -258,7 +258,7 @@ type responseFastPath struct {
 
 // parse returns the final (2xx–5xx) response at the start of br's buffer to req, or false (nothing
 // consumed) for net/http's parser to read it.
-func (p *responseFastPath) parse(br *bufio.Reader, req *http.Request) (*http.Response, bool) {
+func (p *ResponseParser) Parse(br *bufio.Reader, req *http.Request) (*http.Response, bool) {
 	s, ok := peekHead(br)
 	if !ok {
 		return nil, false
