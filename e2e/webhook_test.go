@@ -20,12 +20,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/outrigger-dev/outrigger/e2e/cluster"
+	"github.com/outrigger-dev/outrigger/e2e/cluster/clustertest"
 	"github.com/outrigger-dev/outrigger/webhook/inject"
 )
 
 func TestAnnotatedPodIsInjected(t *testing.T) {
 	ctx := context.Background()
-	env.cluster.CreateNamespace(t, "shop", nil, nil)
+	clustertest.CreateNamespace(t, env.cluster, "shop", nil, nil)
 	pod, err := env.cluster.CreatePod(ctx, "shop", cluster.AppPod("web", map[string]string{
 		"outrigger.dev/inject":                 "https-proxy,topz",
 		"https-proxy.outrigger.dev/tls-secret": "web-tls",
@@ -58,7 +59,7 @@ func TestAnnotatedPodIsInjected(t *testing.T) {
 
 func TestNamespaceDefault(t *testing.T) {
 	ctx := context.Background()
-	env.cluster.CreateNamespace(t, "team-a", nil, map[string]string{"outrigger.dev/inject": "topz"})
+	clustertest.CreateNamespace(t, env.cluster, "team-a", nil, map[string]string{"outrigger.dev/inject": "topz"})
 	// The namespace informer may see the new namespace a moment later; the webhook falls back to the API,
 	// so even the first pod gets the default.
 	pod, err := env.cluster.CreatePod(ctx, "team-a", cluster.AppPod("quiet", nil), false)
@@ -80,14 +81,14 @@ func TestNamespaceDefault(t *testing.T) {
 
 func TestClusterDefaultFollowsConfigMapSwap(t *testing.T) {
 	ctx := context.Background()
-	env.cluster.CreateNamespace(t, "plain", nil, nil)
+	clustertest.CreateNamespace(t, env.cluster, "plain", nil, nil)
 	t.Cleanup(func() { _ = writeConfigMapVolume(env.configDir, map[string]string{"config.yaml": ""}) })
 	reloadsBefore := metric(t, env.hook.MetricsURL, `outrigger_config_reloads_total{result="success"}`)
 
 	if err := writeConfigMapVolume(env.configDir, map[string]string{"config.yaml": "defaults: [topz]\n"}); err != nil {
 		t.Fatal(err)
 	}
-	cluster.Eventually(t, 20*time.Second, func() error {
+	clustertest.Eventually(t, 20*time.Second, func() error {
 		pod, err := env.cluster.CreatePod(ctx, "plain", cluster.AppPod("p", nil), true)
 		if err != nil {
 			return err
@@ -105,7 +106,7 @@ func TestClusterDefaultFollowsConfigMapSwap(t *testing.T) {
 	if err := writeConfigMapVolume(env.configDir, map[string]string{"config.yaml": "defaults: [topz, nonesuch]\n"}); err != nil {
 		t.Fatal(err)
 	}
-	cluster.Eventually(t, 20*time.Second, func() error {
+	clustertest.Eventually(t, 20*time.Second, func() error {
 		if n := metric(t, env.hook.MetricsURL, `outrigger_config_reloads_total{result="failure"}`); n < 1 {
 			return fmt.Errorf("no failed reload counted yet")
 		}
@@ -122,8 +123,8 @@ func TestClusterDefaultFollowsConfigMapSwap(t *testing.T) {
 
 func TestOptOutLabelMeansTheWebhookIsNotCalled(t *testing.T) {
 	ctx := context.Background()
-	env.cluster.CreateNamespace(t, "labelled", nil, nil)
-	env.cluster.CreateNamespace(t, "quiet-ns", map[string]string{"outrigger.dev/injection": "disabled"}, map[string]string{"outrigger.dev/inject": "topz"})
+	clustertest.CreateNamespace(t, env.cluster, "labelled", nil, nil)
+	clustertest.CreateNamespace(t, env.cluster, "quiet-ns", map[string]string{"outrigger.dev/injection": "disabled"}, map[string]string{"outrigger.dev/inject": "topz"})
 	before := metric(t, env.hook.MetricsURL, "outrigger_admission_requests_total")
 
 	pod := cluster.AppPod("skip-me", map[string]string{"outrigger.dev/inject": "topz"})
@@ -149,7 +150,7 @@ func TestOptOutLabelMeansTheWebhookIsNotCalled(t *testing.T) {
 
 func TestBadParameterIsDeniedWithTheReason(t *testing.T) {
 	ctx := context.Background()
-	env.cluster.CreateNamespace(t, "denials", nil, nil)
+	clustertest.CreateNamespace(t, env.cluster, "denials", nil, nil)
 	_, err := env.cluster.CreatePod(ctx, "denials", cluster.AppPod("bad", map[string]string{
 		"outrigger.dev/inject":                 "https-proxy",
 		"https-proxy.outrigger.dev/tls-secret": "web-tls",
@@ -173,7 +174,7 @@ func TestBadParameterIsDeniedWithTheReason(t *testing.T) {
 
 func TestServerSideDryRunReturnsTheInjectedPod(t *testing.T) {
 	ctx := context.Background()
-	env.cluster.CreateNamespace(t, "dry", nil, nil)
+	clustertest.CreateNamespace(t, env.cluster, "dry", nil, nil)
 	pod, err := env.cluster.CreatePod(ctx, "dry", cluster.AppPod("preview", map[string]string{
 		"outrigger.dev/inject": "git-sync", "git-sync.outrigger.dev/repo": "https://git.example/site.git",
 	}), true)
@@ -196,7 +197,7 @@ func TestServerSideDryRunReturnsTheInjectedPod(t *testing.T) {
 // must still have each sidecar, volume and env var once.
 func TestSecondWebhookDoesNotCauseDoubleInjection(t *testing.T) {
 	ctx := context.Background()
-	env.cluster.CreateNamespace(t, "two-hooks", map[string]string{"e2e.outrigger.dev/second-webhook": "yes"}, nil)
+	clustertest.CreateNamespace(t, env.cluster, "two-hooks", map[string]string{"e2e.outrigger.dev/second-webhook": "yes"}, nil)
 	registerOtherWebhook(t, "zz-audit-agent", "audit.example.com", "yes", func(pod corev1.Pod) string {
 		if slices.ContainsFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == "audit-agent" }) {
 			return ""
@@ -204,7 +205,7 @@ func TestSecondWebhookDoesNotCauseDoubleInjection(t *testing.T) {
 		return `[{"op":"add","path":"/spec/containers/-","value":{"name":"audit-agent","image":"audit:1"}}]`
 	})
 
-	cluster.Eventually(t, 20*time.Second, func() error {
+	clustertest.Eventually(t, 20*time.Second, func() error {
 		pod, err := env.cluster.CreatePod(ctx, "two-hooks", cluster.AppPod("p", map[string]string{
 			"outrigger.dev/inject": "topz,config-sync", "config-sync.outrigger.dev/configmap": "app-config",
 		}), true)
@@ -239,7 +240,7 @@ func TestSecondWebhookDoesNotCauseDoubleInjection(t *testing.T) {
 // for a security sidecar), Ignore admits them without sidecars.
 func TestFailurePolicy(t *testing.T) {
 	ctx := context.Background()
-	env.cluster.CreateNamespace(t, "fp", map[string]string{"e2e.outrigger.dev/failure-policy": "yes"}, nil)
+	clustertest.CreateNamespace(t, env.cluster, "fp", map[string]string{"e2e.outrigger.dev/failure-policy": "yes"}, nil)
 	hook, err := env.cluster.StartWebhook(ctx, cluster.WebhookOptions{Binary: env.binary, Namespace: injectorNamespace, Name: "webhook-fp"})
 	if err != nil {
 		t.Fatal(err)
@@ -267,7 +268,7 @@ func TestFailurePolicy(t *testing.T) {
 		t.Fatalf("failurePolicy Fail with the webhook down: %v, want a refusal naming the webhook", err)
 	}
 	register(admissionregistrationv1.Ignore)
-	cluster.Eventually(t, 20*time.Second, func() error {
+	clustertest.Eventually(t, 20*time.Second, func() error {
 		pod, err := env.cluster.CreatePod(ctx, "fp", cluster.AppPod("admitted", map[string]string{"outrigger.dev/inject": "topz"}), true)
 		if err != nil {
 			return err
@@ -341,7 +342,7 @@ func registerOtherWebhook(t *testing.T, configName, webhookName, label string, p
 func TestOrderHoldsNextToAnotherInjector(t *testing.T) {
 	ctx := context.Background()
 	const ns = "vault-like"
-	env.cluster.CreateNamespace(t, ns, map[string]string{"e2e.outrigger.dev/second-webhook": "prepends"}, nil)
+	clustertest.CreateNamespace(t, env.cluster, ns, map[string]string{"e2e.outrigger.dev/second-webhook": "prepends"}, nil)
 	registerOtherWebhook(t, "zz-vault-like", "agent-init.vault.example.com", "prepends", func(pod corev1.Pod) string {
 		if slices.ContainsFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == "vault-agent-init" }) {
 			return ""
@@ -354,7 +355,7 @@ func TestOrderHoldsNextToAnotherInjector(t *testing.T) {
 	})
 	annotations := map[string]string{"outrigger.dev/inject": "https-proxy,topz", "https-proxy.outrigger.dev/tls-secret": "web-tls"}
 	var pod *corev1.Pod
-	cluster.Eventually(t, 20*time.Second, func() error {
+	clustertest.Eventually(t, 20*time.Second, func() error {
 		var err error
 		pod, err = env.cluster.CreatePod(ctx, ns, cluster.AppPod("p", annotations), true)
 		if err != nil {

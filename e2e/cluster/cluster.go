@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -54,32 +53,6 @@ type Cluster struct {
 	restConfig *rest.Config
 	kubeconfig string
 	node       *node // nil without Options.Node
-}
-
-// Start starts a cluster for a test and stops it when the test ends. It fails the test, naming what to run,
-// when the binaries are missing.
-func Start(t testing.TB, opts ...Options) *Cluster {
-	t.Helper()
-	var o Options
-	if len(opts) > 0 {
-		o = opts[0]
-	}
-	if o.Dir == "" {
-		o.Dir = t.TempDir()
-	}
-	if o.Log == nil {
-		o.Log = t.Logf
-	}
-	c, err := New(context.Background(), o)
-	if err != nil {
-		t.Fatalf("starting the local control plane: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			t.Errorf("stopping the local control plane: %v", err)
-		}
-	})
-	return c
 }
 
 // Attach is a Cluster for one that already runs (the cluster of `make cluster`), reached with the
@@ -292,16 +265,8 @@ func (c *Cluster) Dir() string { return c.dir }
 // BinDir is where the control-plane binaries are.
 func (c *Cluster) BinDir() string { return c.opts.BinDir }
 
-// CreateNamespace creates a namespace with its default ServiceAccount (which kube-controller-manager would
-// create in a full cluster). labels and annotations may be nil.
-func (c *Cluster) CreateNamespace(t testing.TB, name string, labels, annotations map[string]string) {
-	t.Helper()
-	if err := c.EnsureNamespace(context.Background(), name, labels, annotations); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// EnsureNamespace is CreateNamespace for callers without a testing.TB.
+// EnsureNamespace creates a namespace, if it does not exist, with its default ServiceAccount (which
+// kube-controller-manager would create in a full cluster). labels and annotations may be nil.
 func (c *Cluster) EnsureNamespace(ctx context.Context, name string, labels, annotations map[string]string) error {
 	cs := c.Client()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: annotations}}
@@ -317,14 +282,14 @@ func (c *Cluster) EnsureNamespace(ctx context.Context, name string, labels, anno
 
 // RestartAPIServer stops kube-apiserver and starts it again on the same port over the same etcd, so that
 // clients see their watches break and must resume.
-func (c *Cluster) RestartAPIServer(t testing.TB) {
-	t.Helper()
+func (c *Cluster) RestartAPIServer(ctx context.Context) error {
 	if err := c.apiserver.Stop(); err != nil {
-		t.Fatalf("stopping kube-apiserver: %v", err)
+		return fmt.Errorf("stopping kube-apiserver: %w", err)
 	}
-	if err := c.startAPIServer(context.Background()); err != nil {
-		t.Fatalf("restarting kube-apiserver: %v", err)
+	if err := c.startAPIServer(ctx); err != nil {
+		return fmt.Errorf("restarting kube-apiserver: %w", err)
 	}
+	return nil
 }
 
 // Stop stops the node's processes first if there is one (see stopNode), then kube-apiserver, then etcd (the

@@ -16,6 +16,9 @@
 // records what it changes on the host before changing it, and teardown (or, after a killed run, the next
 // start or RecoverHost) puts it back.
 //
+// It links no testing: tests use e2e/cluster/clustertest (Start stops the cluster with the test, helpers
+// that fail the test), while make demo, make cluster and the benchmarks use New and EnsureNamespace.
+//
 // Nothing here is faked: the API server authenticates with a token file, authorizes with RBAC and calls
 // admission webhooks over real TLS.
 package cluster

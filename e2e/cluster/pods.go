@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"context"
-	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,21 +34,4 @@ func NativeSidecars(pod *corev1.Pod) []string {
 		}
 	}
 	return out
-}
-
-// Eventually polls cond every 200 ms until it returns nil, and fails the test with its last error after
-// timeout. API server admission chains and informers settle within moments, not at once.
-func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/outrigger-dev/outrigger/e2e/cluster"
+	"github.com/outrigger-dev/outrigger/e2e/cluster/clustertest"
 )
 
 // webhookProcess is the outrigger-webhook binary running as a process with the env of the chart's
@@ -115,7 +116,7 @@ func startWebhook(t *testing.T, ns, deployment, name string, extra map[string]st
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.Stop() })
-	cluster.Eventually(t, 60*time.Second, func() error {
+	clustertest.Eventually(t, 60*time.Second, func() error {
 		if !w.Running() {
 			t.Fatalf("%s exited:\n%s", name, w.LogTail(30))
 		}
@@ -183,7 +184,7 @@ func updateClientConfig(t *testing.T, configName string, change func(webhook str
 	t.Helper()
 	ctx := context.Background()
 	api := env.cluster.Client().AdmissionregistrationV1().MutatingWebhookConfigurations()
-	cluster.Eventually(t, 10*time.Second, func() error {
+	clustertest.Eventually(t, 10*time.Second, func() error {
 		cfg, err := api.Get(ctx, configName, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -199,7 +200,7 @@ func updateClientConfig(t *testing.T, configName string, change func(webhook str
 // waitInjecting waits until a dry-run pod asking for topz in ns comes back with it.
 func waitInjecting(t *testing.T, ns string, w ...*webhookProcess) {
 	t.Helper()
-	cluster.Eventually(t, 30*time.Second, func() error {
+	clustertest.Eventually(t, 30*time.Second, func() error {
 		pod, err := env.cluster.CreatePod(context.Background(), ns, cluster.AppPod("probe", map[string]string{"outrigger.dev/inject": "topz"}), true)
 		if err != nil {
 			return err
@@ -242,5 +243,5 @@ func webhookConfig(t *testing.T, name string) *admissionregistrationv1.MutatingW
 // namespace creates ns (with labels) and its default ServiceAccount.
 func namespace(t *testing.T, ns string, labels map[string]string) {
 	t.Helper()
-	env.cluster.CreateNamespace(t, ns, labels, nil)
+	clustertest.CreateNamespace(t, env.cluster, ns, labels, nil)
 }

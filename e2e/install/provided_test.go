@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/outrigger-dev/outrigger/e2e/cluster"
+	"github.com/outrigger-dev/outrigger/e2e/cluster/clustertest"
 )
 
 // TestProvided installs the chart with the user's own Secret and caBundle: the webhook serves the mounted
@@ -70,7 +71,7 @@ func TestProvided(t *testing.T) {
 		}
 		// What the kubelet does to the mounted Secret (cert-manager's renewals arrive the same way).
 		secretVolume(t, ns, tlsSecret.Name, w.volumes["certs"])
-		cluster.Eventually(t, 20*time.Second, func() error {
+		clustertest.Eventually(t, 20*time.Second, func() error {
 			if w.servedCert(t).Equal(old) {
 				return fmt.Errorf("still serving the old certificate")
 			}

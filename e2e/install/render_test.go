@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/outrigger-dev/outrigger/e2e/cluster"
+	"github.com/outrigger-dev/outrigger/e2e/cluster/clustertest"
 	"github.com/outrigger-dev/outrigger/webhook/catalog"
 	"github.com/outrigger-dev/outrigger/webhook/config"
 )
@@ -331,7 +332,7 @@ func installCertManagerCRDs(t *testing.T) {
 	}
 	dir := filepath.Join(mod.Dir, "deploy", "crds")
 	kubectl(t, "", "apply", "--server-side", "-f", dir)
-	cluster.Eventually(t, 60*time.Second, func() error { // right after creation a CRD may have no conditions at all
+	clustertest.Eventually(t, 60*time.Second, func() error { // right after creation a CRD may have no conditions at all
 		_, errOut, err := run("", env.kubectl, "--kubeconfig", env.cluster.Kubeconfig(), "wait", "--for=condition=Established", "--timeout=10s",
 			"crd/issuers.cert-manager.io", "crd/certificates.cert-manager.io")
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/outrigger-dev/outrigger/e2e/cluster"
+	"github.com/outrigger-dev/outrigger/e2e/cluster/clustertest"
 )
 
 // TestDayTwoAfterACatalogUpgrade is the operator's day two, with the CLI users run (built from cmd/outrigger)
@@ -37,7 +38,7 @@ func TestDayTwoAfterACatalogUpgrade(t *testing.T) {
 	requireNode(t)
 	ctx := context.Background()
 	const ns = "day-two"
-	env.cluster.CreateNamespace(t, ns, nil, map[string]string{"outrigger.dev/inject": "topz"})
+	clustertest.CreateNamespace(t, env.cluster, ns, nil, map[string]string{"outrigger.dev/inject": "topz"})
 	createTLSSecret(t, ns, "web-tls", "web.day-two.test")
 	cli := buildCLI(t)
 	outrigger := func(wantExit int, args ...string) string {
@@ -220,8 +221,8 @@ func setTopzImage(t *testing.T, ctx context.Context, ref string) {
 		values, ref = []string{"--reset-values", "--set", "certificates.mode=self-managed"}, image("topz")
 	}
 	helm(t, append([]string{"upgrade", release, env.root + "/charts/outrigger", "-n", injectorNamespace, "--wait", "--timeout", "3m"}, values...)...)
-	env.cluster.CreateNamespace(t, "day-two-probe", nil, nil)
-	cluster.Eventually(t, 2*time.Minute, func() error {
+	clustertest.CreateNamespace(t, env.cluster, "day-two-probe", nil, nil)
+	clustertest.Eventually(t, 2*time.Minute, func() error {
 		pod, err := env.cluster.CreatePod(ctx, "day-two-probe", cluster.AppPod("probe", map[string]string{"outrigger.dev/inject": "topz"}), true)
 		if err != nil {
 			return err
@@ -247,7 +248,7 @@ func setWebhookDown(t *testing.T, ctx context.Context, down bool) {
 	if down {
 		// Gone, not only terminating: a stopping replica keeps serving through its preStop delay
 		// (webhook.shutdownDelaySeconds), and kube-proxy still sends to it when no replica is ready.
-		cluster.Eventually(t, time.Minute, func() error {
+		clustertest.Eventually(t, time.Minute, func() error {
 			list, err := env.cluster.Client().CoreV1().Pods(injectorNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=webhook"})
 			if err != nil {
 				return err
@@ -278,7 +279,7 @@ func writeFile(t *testing.T, path, content string) {
 func TestResourcesAndSomeContainersOnly(t *testing.T) {
 	requireNode(t)
 	const ns = "resources"
-	env.cluster.CreateNamespace(t, ns, nil, nil)
+	clustertest.CreateNamespace(t, env.cluster, ns, nil, nil)
 	kubectlApply(t, configMapYAML(ns, "greeting=v1\n"))
 	labels := map[string]string{"app": "two-apps"}
 	d := &appsv1.Deployment{

@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/outrigger-dev/outrigger/e2e/cluster"
+	"github.com/outrigger-dev/outrigger/e2e/cluster/clustertest"
 )
 
 // TestExamples deploys each of the book's examples from examples/ exactly as its README says (`kubectl
@@ -62,7 +63,7 @@ func exampleHTTPSLegacy(t *testing.T) {
 
 	rotated := time.Now()
 	newCA := tlsSecretWithKubectl(t, ns, "legacy-web-tls", host, "apply")
-	cluster.Eventually(t, 90*time.Second, func() error {
+	clustertest.Eventually(t, 90*time.Second, func() error {
 		_, err := getErr(tlsClient(newCA, host), "https://"+svc+"/")
 		return err
 	})
@@ -94,7 +95,7 @@ data:
   app.conf: |
     greeting=bonjour
 `)
-	cluster.Eventually(t, 30*time.Second, func() error {
+	clustertest.Eventually(t, 30*time.Second, func() error {
 		body, err := getErr(nil, url)
 		if err != nil {
 			return err
@@ -147,7 +148,7 @@ func exampleGitPaaS(t *testing.T) {
 	}
 	repo.commitFile(t, "index.html", "<h1>version 2</h1>\n")
 	pushed := time.Now()
-	cluster.Eventually(t, time.Minute, func() error {
+	clustertest.Eventually(t, time.Minute, func() error {
 		body, err := getErr(nil, page)
 		if err == nil && body != "<h1>version 2</h1>\n" {
 			err = fmt.Errorf("the site still serves %q", body)
@@ -217,7 +218,7 @@ func exampleShardedCache(t *testing.T, dir, protocol string, port int) {
 	if err := env.cluster.Client().CoreV1().Pods(ns).Delete(context.Background(), dir+"-1", metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
 		t.Fatal(err)
 	}
-	cluster.Eventually(t, time.Minute, func() error {
+	clustertest.Eventually(t, time.Minute, func() error {
 		// A SET of shard 1's key lands on another shard once shard 1 is ejected.
 		if err := putErr(app+key, "while-ejected"); err != nil {
 			return err
@@ -232,7 +233,7 @@ func exampleShardedCache(t *testing.T, dir, protocol string, port int) {
 	ejected := time.Since(deleted)
 	waitPod(t, ns, dir+"-1", 2*time.Minute, podReady)
 	back := podIP(t, ns, dir+"-1")
-	cluster.Eventually(t, time.Minute, func() error {
+	clustertest.Eventually(t, time.Minute, func() error {
 		if err := putErr(app+key, "after-recovery"); err != nil {
 			return err
 		}
@@ -264,7 +265,7 @@ func exampleHTTPSharding(t *testing.T) {
 	}
 	applyExample(t, "http-sharding/add-a-shard")
 	readyPod(t, ns, "app=shard-3")
-	cluster.Eventually(t, 2*time.Minute, func() error {
+	clustertest.Eventually(t, 2*time.Minute, func() error {
 		list, err := env.cluster.Client().CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=frontend"})
 		if err != nil {
 			return err
@@ -275,7 +276,7 @@ func exampleHTTPSharding(t *testing.T) {
 		return nil
 	})
 	var after []string
-	cluster.Eventually(t, time.Minute, func() error {
+	clustertest.Eventually(t, time.Minute, func() error {
 		var err error
 		if after, err = shardOfErr(base, uris, ""); err != nil {
 			return err
@@ -337,7 +338,7 @@ func applyExample(t *testing.T, dir string) {
 func readyPod(t *testing.T, ns, selector string) *corev1.Pod {
 	t.Helper()
 	var pod *corev1.Pod
-	cluster.Eventually(t, 3*time.Minute, func() error {
+	clustertest.Eventually(t, 3*time.Minute, func() error {
 		list, err := env.cluster.Client().CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: selector})
 		if err != nil {
 			return err
@@ -366,7 +367,7 @@ func serviceIP(t *testing.T, ns, name string) string {
 		t.Fatal(err)
 	}
 	addr := net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(svc.Spec.Ports[0].Port)))
-	cluster.Eventually(t, time.Minute, func() error {
+	clustertest.Eventually(t, time.Minute, func() error {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			conn.Close()

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outrigger-dev/outrigger/e2e/cluster/clustertest"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -24,7 +25,7 @@ func TestGitSyncFollowsTheRepository(t *testing.T) {
 	requireNode(t)
 	ctx := context.Background()
 	const ns = "site"
-	env.cluster.CreateNamespace(t, ns, nil, nil)
+	clustertest.CreateNamespace(t, env.cluster, ns, nil, nil)
 	repo := newRepository(t, "v1\n")
 	cs := env.cluster.Client().CoreV1().Pods(ns)
 

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/outrigger-dev/outrigger/e2e/cluster"
+	"github.com/outrigger-dev/outrigger/e2e/cluster/clustertest"
 	"github.com/outrigger-dev/outrigger/webhook/certs"
 )
 
@@ -86,7 +87,7 @@ func TestNoPodIsRefusedWhileAReplicaGoesAndTheCARotates(t *testing.T) {
 	ctx := context.Background()
 	cs := env.cluster.Client()
 	const ns = "load"
-	env.cluster.CreateNamespace(t, ns, nil, nil)
+	clustertest.CreateNamespace(t, env.cluster, ns, nil, nil)
 	load := startLoad(t, ns)
 	defer load.stop()
 	time.Sleep(time.Second)
@@ -105,7 +106,7 @@ func TestNoPodIsRefusedWhileAReplicaGoesAndTheCARotates(t *testing.T) {
 		if err := evict(pods[1]); !apierrors.IsTooManyRequests(err) {
 			t.Errorf("evicting the second replica while the first is gone: %v, want the PodDisruptionBudget's refusal (429)", err)
 		}
-		cluster.Eventually(t, 2*time.Minute, func() error {
+		clustertest.Eventually(t, 2*time.Minute, func() error {
 			d, err := cs.AppsV1().Deployments(injectorNamespace).Get(ctx, webhookDeployment, metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -128,7 +129,7 @@ func TestNoPodIsRefusedWhileAReplicaGoesAndTheCARotates(t *testing.T) {
 			t.Fatal(err)
 		}
 		rotated := time.Now()
-		cluster.Eventually(t, 90*time.Second, func() error {
+		clustertest.Eventually(t, 90*time.Second, func() error {
 			bundle := pemCerts(t, webhookConfig(t).Webhooks[0].ClientConfig.CABundle)
 			if len(bundle) == 0 || bundle[0].Equal(oldCA) {
 				return fmt.Errorf("the caBundle does not lead with a new CA yet")
@@ -162,13 +163,13 @@ func TestHelmUpgradeToANewCatalogKeepsAdmitting(t *testing.T) {
 	requireNode(t)
 	ctx := context.Background()
 	const ns = "upgrade"
-	env.cluster.CreateNamespace(t, ns, nil, nil)
+	clustertest.CreateNamespace(t, env.cluster, ns, nil, nil)
 	for _, tag := range []string{"0.1.1", env.version} {
 		load := startLoad(t, ns)
 		helm(t, "upgrade", release, env.root+"/charts/outrigger", "-n", injectorNamespace, "--reuse-values", "--set", "config.images.tag="+tag, "--wait", "--timeout", "3m")
 		want := "ghcr.io/outrigger-dev/topz:" + tag
 		switched := time.Now()
-		cluster.Eventually(t, 2*time.Minute, func() error {
+		clustertest.Eventually(t, 2*time.Minute, func() error {
 			pod, err := env.cluster.CreatePod(ctx, ns, cluster.AppPod("after", map[string]string{"outrigger.dev/inject": "topz"}), true)
 			if err != nil {
 				return err
@@ -201,7 +202,7 @@ func TestUninstallLeavesNothingAndReinstalls(t *testing.T) {
 	}
 	// The pods go once the garbage collector has followed the Deployment's ReplicaSet.
 	sel := "app.kubernetes.io/instance=" + release
-	cluster.Eventually(t, time.Minute, func() error {
+	clustertest.Eventually(t, time.Minute, func() error {
 		var left []string
 		for _, where := range [][]string{
 			{"-n", injectorNamespace, "get", "deployments,replicasets,pods,services,serviceaccounts,configmaps,secrets,leases,roles,rolebindings,poddisruptionbudgets"},
@@ -223,7 +224,7 @@ func TestUninstallLeavesNothingAndReinstalls(t *testing.T) {
 		return nil
 	})
 	const ns = "after-uninstall"
-	env.cluster.CreateNamespace(t, ns, nil, nil)
+	clustertest.CreateNamespace(t, env.cluster, ns, nil, nil)
 	pod, err := env.cluster.CreatePod(ctx, ns, cluster.AppPod("plain", map[string]string{"outrigger.dev/inject": "topz"}), true)
 	if err != nil {
 		t.Fatalf("after uninstall a pod is refused: %v", err)
@@ -242,7 +243,7 @@ func TestAnOptedOutNamespaceIsUntouched(t *testing.T) {
 	requireNode(t)
 	ctx := context.Background()
 	const ns = "opted-out"
-	env.cluster.CreateNamespace(t, ns, map[string]string{"outrigger.dev/injection": "disabled"}, nil)
+	clustertest.CreateNamespace(t, env.cluster, ns, map[string]string{"outrigger.dev/injection": "disabled"}, nil)
 	pod := appPod("plain", map[string]string{"outrigger.dev/inject": "topz"}, "-listen=:8000", "-name=plain")
 	got, err := env.cluster.Client().CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {

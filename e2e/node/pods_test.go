@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/outrigger-dev/outrigger/e2e/cluster"
+	"github.com/outrigger-dev/outrigger/e2e/cluster/clustertest"
 )
 
 // TestInjectedSidecarsServeTheApp creates a plain pod annotated for https-proxy and topz; the webhook injects
@@ -29,7 +30,7 @@ func TestInjectedSidecarsServeTheApp(t *testing.T) {
 	requireNode(t)
 	ctx := context.Background()
 	const ns, name, host = "shop", "web", "web.shop.test"
-	env.cluster.CreateNamespace(t, ns, nil, nil)
+	clustertest.CreateNamespace(t, env.cluster, ns, nil, nil)
 	caPEM := createTLSSecret(t, ns, "web-tls", host)
 
 	pod := &corev1.Pod{
@@ -110,7 +111,7 @@ func TestStartupProbeGatesTheApp(t *testing.T) {
 	requireNode(t)
 	ctx := context.Background()
 	const ns, name = "gate", "gated"
-	env.cluster.CreateNamespace(t, ns, map[string]string{"outrigger.dev/injection": "disabled"}, nil)
+	clustertest.CreateNamespace(t, env.cluster, ns, map[string]string{"outrigger.dev/injection": "disabled"}, nil)
 	always := corev1.ContainerRestartPolicyAlways
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name},

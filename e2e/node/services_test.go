@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/outrigger-dev/outrigger/e2e/cluster"
+	"github.com/outrigger-dev/outrigger/e2e/cluster/clustertest"
 )
 
 // TestPodsUseTheClustersServicesAndNames shows what the book's examples need from a cluster and the API-only
@@ -23,7 +24,7 @@ func TestPodsUseTheClustersServicesAndNames(t *testing.T) {
 	requireNode(t)
 	ctx := context.Background()
 	const ns = "names"
-	env.cluster.CreateNamespace(t, ns, map[string]string{"outrigger.dev/injection": "disabled"}, nil)
+	clustertest.CreateNamespace(t, env.cluster, ns, map[string]string{"outrigger.dev/injection": "disabled"}, nil)
 	labels := map[string]string{"app": "web"}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
@@ -75,7 +76,7 @@ func TestPodsUseTheClustersServicesAndNames(t *testing.T) {
 			"web-1.web":                         ip1,
 			"web-1.web.names.svc.cluster.local": ip1,
 		} {
-			cluster.Eventually(t, 30*time.Second, func() error {
+			clustertest.Eventually(t, 30*time.Second, func() error {
 				got, err := getErr(nil, app+"/resolve?name="+name)
 				if err != nil {
 					return err

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/outrigger-dev/outrigger/e2e/cluster"
+	"github.com/outrigger-dev/outrigger/e2e/cluster/clustertest"
 )
 
 // TestEverySidecarInADeployment deploys an app whose Deployment template asks for all five sidecars, with
@@ -33,7 +34,7 @@ func TestEverySidecarInADeployment(t *testing.T) {
 	ctx := context.Background()
 	const ns, host = "every", "all.every.test"
 	cs := env.cluster.Client()
-	env.cluster.CreateNamespace(t, ns, nil, nil)
+	clustertest.CreateNamespace(t, env.cluster, ns, nil, nil)
 	caPEM := createTLSSecret(t, ns, "all-tls", host)
 	repo := newRepository(t, "v1\n")
 	gitURL := serveRepository(t, ns, repo)
@@ -81,7 +82,7 @@ func TestEverySidecarInADeployment(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pod *corev1.Pod
-	cluster.Eventually(t, 3*time.Minute, func() error {
+	clustertest.Eventually(t, 3*time.Minute, func() error {
 		list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=all"})
 		if err != nil || len(list.Items) != 1 {
 			return fmt.Errorf("pods of Deployment all: %v %v", len(list.Items), err)
@@ -133,7 +134,7 @@ func TestEverySidecarInADeployment(t *testing.T) {
 		}
 		applied := time.Now()
 		kubectlApply(t, configMapYAML(ns, "greeting=v2\n"))
-		cluster.Eventually(t, 30*time.Second, func() error {
+		clustertest.Eventually(t, 30*time.Second, func() error {
 			body, err := getErr(client, app+"/config")
 			if err != nil {
 				return err
@@ -153,7 +154,7 @@ func TestAJobWithASidecarCompletes(t *testing.T) {
 	requireNode(t)
 	ctx := context.Background()
 	const ns = "batch"
-	env.cluster.CreateNamespace(t, ns, nil, nil)
+	clustertest.CreateNamespace(t, env.cluster, ns, nil, nil)
 	backoff := int32(0)
 	job := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: "report"},
@@ -174,7 +175,7 @@ func TestAJobWithASidecarCompletes(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	cluster.Eventually(t, 2*time.Minute, func() error {
+	clustertest.Eventually(t, 2*time.Minute, func() error {
 		j, err := env.cluster.Client().BatchV1().Jobs(ns).Get(ctx, "report", metav1.GetOptions{})
 		if err != nil {
 			return err

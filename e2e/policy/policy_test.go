@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/outrigger-dev/outrigger/e2e/cluster"
+	"github.com/outrigger-dev/outrigger/e2e/cluster/clustertest"
 	"github.com/outrigger-dev/outrigger/webhook/catalog"
 	"github.com/outrigger-dev/outrigger/webhook/config"
 	"github.com/outrigger-dev/outrigger/webhook/inject"
@@ -57,11 +58,11 @@ const reference = "policy-reference"
 
 func TestThePolicyInjectsWhatTheWebhookInjects(t *testing.T) {
 	ctx := context.Background()
-	c := cluster.Start(t, cluster.Options{APIServerFlags: []string{
+	c := clustertest.Start(t, cluster.Options{APIServerFlags: []string{
 		"--feature-gates=MutatingAdmissionPolicy=true", "--runtime-config=admissionregistration.k8s.io/v1beta1=true",
 	}})
 	dyn := dynamic.NewForConfigOrDie(c.RESTConfig())
-	c.CreateNamespace(t, reference, map[string]string{inject.LabelInjection: inject.LabelInjectionDisabled}, nil)
+	clustertest.CreateNamespace(t, c, reference, map[string]string{inject.LabelInjection: inject.LabelInjectionDisabled}, nil)
 
 	root, err := cluster.RepoRoot()
 	if err != nil {
@@ -94,7 +95,7 @@ func TestThePolicyInjectsWhatTheWebhookInjects(t *testing.T) {
 			applyPolicies(t, ctx, dyn, res.Objects)
 			ns := gc.Namespace.Name
 			if ns != "kube-system" {
-				c.CreateNamespace(t, ns, gc.Namespace.Labels, gc.Namespace.Annotations)
+				clustertest.CreateNamespace(t, c, ns, gc.Namespace.Labels, gc.Namespace.Annotations)
 				setNamespace(t, ctx, c, ns, gc.Namespace.Labels, gc.Namespace.Annotations)
 			}
 			pod := gc.Pod.DeepCopy()
@@ -103,7 +104,7 @@ func TestThePolicyInjectsWhatTheWebhookInjects(t *testing.T) {
 			if wantErr != nil {
 				denied++
 				var lastErr error
-				cluster.Eventually(t, 20*time.Second, func() error {
+				clustertest.Eventually(t, 20*time.Second, func() error {
 					_, err := c.CreatePod(ctx, ns, pod.DeepCopy(), true)
 					lastErr = err
 					if err == nil {
@@ -121,7 +122,7 @@ func TestThePolicyInjectsWhatTheWebhookInjects(t *testing.T) {
 			}
 			expected := defaulted(t, ctx, c, want.Pod)
 			var got *corev1.Pod
-			cluster.Eventually(t, 20*time.Second, func() error {
+			clustertest.Eventually(t, 20*time.Second, func() error {
 				p, err := c.CreatePod(ctx, ns, pod.DeepCopy(), true)
 				if err != nil {
 					return err
@@ -267,7 +268,7 @@ var samples = []string{"", "0", "1", "-1", "8080", "99999", ":8080", "host:9090"
 // admitted exactly when the webhook admits it (the CEL checks agree with the catalog's Go checks).
 func TestThePolicyRefusesExactlyTheValuesTheWebhookRefuses(t *testing.T) {
 	ctx := context.Background()
-	c := cluster.Start(t, cluster.Options{APIServerFlags: []string{
+	c := clustertest.Start(t, cluster.Options{APIServerFlags: []string{
 		"--feature-gates=MutatingAdmissionPolicy=true", "--runtime-config=admissionregistration.k8s.io/v1beta1=true",
 	}})
 	cfg, err := config.Parse(nil, "")
@@ -280,9 +281,9 @@ func TestThePolicyRefusesExactlyTheValuesTheWebhookRefuses(t *testing.T) {
 	}
 	applyPolicies(t, ctx, dynamic.NewForConfigOrDie(c.RESTConfig()), res.Objects)
 	const ns = "values"
-	c.CreateNamespace(t, ns, nil, nil)
+	clustertest.CreateNamespace(t, c, ns, nil, nil)
 	// Wait for the policies to be in effect: a bad value denied.
-	cluster.Eventually(t, 20*time.Second, func() error {
+	clustertest.Eventually(t, 20*time.Second, func() error {
 		_, err := c.CreatePod(ctx, ns, cluster.AppPod("probe", map[string]string{"outrigger.dev/inject": "topz", "topz.outrigger.dev/redact": "maybe"}), true)
 		if err == nil {
 			return errors.New("the validating policy is not in effect yet")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -88,5 +89,23 @@ func TestInternalImportsNothingAboveIt(t *testing.T) {
 				t.Errorf("%s imports %s: internal/ must import only internal/ of this module", p.ImportPath, imp)
 			}
 		}
+	}
+}
+
+// The local cluster (e2e/cluster) is a library for make demo, make cluster and the benchmarks as well as
+// for tests: it and those mains link no testing (its testing.TB helpers are e2e/cluster/clustertest).
+func TestTheClusterLibraryLinksNoTesting(t *testing.T) {
+	mains := 0
+	for _, p := range list(t, "./e2e/...", "./bench/...") {
+		if p.Name != "main" && p.ImportPath != module+"/e2e/cluster" {
+			continue
+		}
+		mains++
+		if slices.Contains(p.Deps, "testing") {
+			t.Errorf("%s links testing", p.ImportPath)
+		}
+	}
+	if mains < 5 {
+		t.Errorf("found %d mains and libraries to check, want the cluster library, make demo's, make cluster's and the benchmarks'", mains)
 	}
 }

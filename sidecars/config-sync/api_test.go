@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/outrigger-dev/outrigger/e2e/cluster"
+	"github.com/outrigger-dev/outrigger/e2e/cluster/clustertest"
 )
 
 // These tests run config-sync against a real kube-apiserver and etcd (e2e/cluster, binaries from
@@ -38,7 +39,7 @@ func newAPIEnv(t *testing.T) *apiEnv {
 	if len(ns) > 50 {
 		ns = ns[:50]
 	}
-	c.CreateNamespace(t, ns, nil, nil)
+	clustertest.CreateNamespace(t, c, ns, nil, nil)
 	return &apiEnv{c: c, client: c.Client(), ns: ns}
 }
 
@@ -321,7 +322,7 @@ func TestAPIWatchResumesAfterAPIServerRestart(t *testing.T) {
 	cfg.restConfig = e.c.RESTConfig()
 	s := start(t, cfg)
 	s.waitReady(t)
-	e.c.RestartAPIServer(t)
+	clustertest.RestartAPIServer(t, e.c)
 	e.putConfigMap(t, "app", map[string]string{"app.conf": "after"})
 	fileIs(t, s, filepath.Join(target, "app.conf"), "after")
 	s.running(t)
