@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -107,5 +110,35 @@ func TestTheClusterLibraryLinksNoTesting(t *testing.T) {
 	}
 	if mains < 5 {
 		t.Errorf("found %d mains and libraries to check, want the cluster library, make demo's, make cluster's and the benchmarks'", mains)
+	}
+}
+
+// Certificates are made in two places only: webhook/certs (the rotator users run) and internal/testpki
+// (every test's and the local cluster's), so that no test grows a PKI of its own again.
+func TestCertificatesAreMadeInTwoPlaces(t *testing.T) {
+	allowed := map[string]bool{"webhook/certs/pki.go": true, "internal/testpki/testpki.go": true}
+	needle := "x509." + "CreateCertificate(" // split, so that this file does not match itself
+	err := filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "_output" || d.Name() == "bin") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		rel, _ := filepath.Rel("../..", path)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(data), needle) && !allowed[filepath.ToSlash(rel)] {
+			t.Errorf("%s creates certificates: use internal/testpki", rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
