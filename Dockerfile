@@ -11,9 +11,10 @@ LABEL org.opencontainers.image.title="outrigger-webhook" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.vendor="Outrigger"
-# CONFIG_FILE: the injector's config file, a mounted ConfigMap (reloaded when it changes; "" = built-in defaults only)
+# CONFIG_FILE: the injector's config file (reloaded when it changes; "" = built-in defaults only), a mounted
+# ConfigMap
 ENV CONFIG_FILE="/etc/outrigger/config.yaml"
-# CERT_DIR: directory holding the serving certificate and key, a mounted Secret (reloaded when they change)
+# CERT_DIR: directory holding the serving certificate and key (reloaded when they change), a mounted Secret
 ENV CERT_DIR="/etc/outrigger/certs"
 # CERT_NAME: serving certificate file name in CERT_DIR
 ENV CERT_NAME="tls.crt"
@@ -23,13 +24,13 @@ ENV KEY_NAME="tls.key"
 ENV LISTEN_HOST=""
 # WEBHOOK_PORT: HTTPS port for admission reviews (path /inject)
 ENV WEBHOOK_PORT="9443"
-# MIN_TLS_VERSION: lowest TLS version accepted, 1.2 or 1.3
+# MIN_TLS_VERSION: lowest TLS version accepted: 1.2 or 1.3
 ENV MIN_TLS_VERSION="1.2"
 # HEALTH_PORT: plain-HTTP port for /healthz and /readyz
 ENV HEALTH_PORT="8081"
 # METRICS_PORT: plain-HTTP port for /metrics (0 = off)
 ENV METRICS_PORT="8080"
-# POD_NAMESPACE: the injector's own namespace, never injected (the chart sets it from the downward API)
+# POD_NAMESPACE: the injector's own namespace, never injected (set from the downward API): the chart sets it
 ENV POD_NAMESPACE=""
 # CERT_MODE: where the serving certificate comes from: files (CERT_DIR, e.g. a Secret written by cert-manager) or self-managed (the webhook creates and rotates it in CERT_SECRET and keeps WEBHOOK_CONFIG_NAME's caBundle current)
 ENV CERT_MODE="files"
@@ -40,12 +41,14 @@ ENV WEBHOOK_CONFIG_NAME="outrigger"
 # SERVICE_NAME: self-managed: the Service the API server calls; the serving certificate names <service>.<POD_NAMESPACE>.svc
 ENV SERVICE_NAME="outrigger-webhook"
 # CERT_EXTRA_SANS: self-managed: more DNS names or IP addresses for the serving certificate, comma-separated
+# (e.g. when the API server calls the webhook by URL)
 ENV CERT_EXTRA_SANS=""
 # CA_VALIDITY: self-managed: lifetime of a new CA (renewed after two thirds of it)
 ENV CA_VALIDITY="43800h"
 # CERT_VALIDITY: self-managed: lifetime of a new serving certificate (renewed after two thirds of it)
 ENV CERT_VALIDITY="2160h"
-# CHECK_NAMESPACE: check instead of serving: a server-side dry-run pod asking for topz in this namespace must come back injected (the chart's helm test)
+# CHECK_NAMESPACE: check instead of serving: create a server-side dry-run pod asking for topz in this
+# namespace; exit 0 if the API server returns it injected, else 1 (the chart's helm test)
 ENV CHECK_NAMESPACE=""
 # admission reviews over HTTPS (the API server calls https://<service>:443/inject, mapped to this port)
 EXPOSE 9443

@@ -147,8 +147,10 @@ func ImageProblems(dockerfile, readmePath string, set envflag.Set) []string {
 			if def != v.Default {
 				add("Dockerfile: ENV %s=%q, but the binary's default is %q", v.Env, def, v.Default)
 			}
-			if d.EnvComment[v.Env] == "" {
+			if c := d.EnvComment[v.Env]; c == "" {
 				add("Dockerfile: ENV %s has no comment above it", v.Env)
+			} else if want := v.Env + ": " + v.Usage; !strings.HasPrefix(plain(c), want) {
+				add("Dockerfile: the comment above ENV %s is %q; want it to start with %q (the binary's usage line)", v.Env, c, want)
 			}
 		}
 		if row, ok := readme[v.Env]; !ok {
@@ -156,6 +158,9 @@ func ImageProblems(dockerfile, readmePath string, set envflag.Set) []string {
 		} else {
 			if row.Default != v.Default {
 				add("README.md: %s default %q, but the binary's default is %q", v.Env, row.Default, v.Default)
+			}
+			if !strings.HasPrefix(plain(row.Description), v.Usage) {
+				add("README.md: %s description %q; want it to start with %q (the binary's usage line)", v.Env, row.Description, v.Usage)
 			}
 			if row.Flag != set.FlagName(v) {
 				add("README.md: %s flag --%s, but the binary's flag is --%s", v.Env, row.Flag, set.FlagName(v))
@@ -190,6 +195,10 @@ func ImageProblems(dockerfile, readmePath string, set envflag.Set) []string {
 	}
 	return problems
 }
+
+// plain is text without Markdown's code marks, for comparing a README's or a comment's words with a usage
+// line.
+func plain(s string) string { return strings.ReplaceAll(s, "`", "") }
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
