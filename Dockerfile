@@ -30,6 +30,9 @@ ENV MIN_TLS_VERSION="1.2"
 ENV HEALTH_PORT="8081"
 # METRICS_PORT: plain-HTTP port for /metrics (0 = off)
 ENV METRICS_PORT="8080"
+# FAILURE_POLICY: the failurePolicy the webhook is registered with (the chart sets it): Fail denies a pod
+# whose namespace cannot be read, Ignore admits it without the namespace's defaults and says so
+ENV FAILURE_POLICY="Fail"
 # POD_NAMESPACE: the injector's own namespace, never injected (set from the downward API): the chart sets it
 ENV POD_NAMESPACE=""
 # CERT_MODE: where the serving certificate comes from: files (CERT_DIR, e.g. a Secret written by cert-manager) or self-managed (the webhook creates and rotates it in CERT_SECRET and keeps WEBHOOK_CONFIG_NAME's caBundle current)

@@ -63,9 +63,10 @@ func runMain(m *testing.M) int {
 	}
 	defer env.hook.Stop()
 	cfg := env.hook.Configuration("outrigger", admissionregistrationv1.Fail, injectorNamespace)
-	// The failure-policy test registers its own webhook for its own namespace.
+	// The failure-policy tests register their own webhooks for their own namespaces.
 	cfg.Webhooks[0].NamespaceSelector.MatchExpressions = append(cfg.Webhooks[0].NamespaceSelector.MatchExpressions,
-		metav1.LabelSelectorRequirement{Key: "e2e.outrigger.dev/failure-policy", Operator: metav1.LabelSelectorOpDoesNotExist})
+		metav1.LabelSelectorRequirement{Key: "e2e.outrigger.dev/failure-policy", Operator: metav1.LabelSelectorOpDoesNotExist},
+		metav1.LabelSelectorRequirement{Key: "e2e.outrigger.dev/ns-read", Operator: metav1.LabelSelectorOpDoesNotExist})
 	if err := c.Register(ctx, cfg); err != nil {
 		return fail(err)
 	}

@@ -16,8 +16,11 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/outrigger-dev/outrigger/e2e/cluster"
 	"github.com/outrigger-dev/outrigger/e2e/cluster/clustertest"
@@ -385,4 +388,130 @@ func TestOrderHoldsNextToAnotherInjector(t *testing.T) {
 	if !slices.Equal(second, order) {
 		t.Errorf("a second create gave %v, the first %v", second, order)
 	}
+}
+
+// TestANamespaceThatCannotBeReadIsNotFailOpen takes the webhook's right to read namespaces away while it
+// runs (its ClusterRoleBinding deleted, then kube-apiserver restarted so that its informer's watch must
+// start again, and cannot). A pod in a namespace created after that has a namespace default the webhook
+// cannot see: under failurePolicy Fail it is refused with the reason, under Ignore admitted with a warning
+// that says what it lacks, never silently admitted without its default sidecars.
+func TestANamespaceThatCannotBeReadIsNotFailOpen(t *testing.T) {
+	ctx := context.Background()
+	client := env.cluster.Client()
+	const user = "e2e-namespace-reader"
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: user},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}}}}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: user},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: user},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}}
+	if _, err := client.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = client.RbacV1().ClusterRoleBindings().Delete(ctx, user, metav1.DeleteOptions{})
+		_ = client.RbacV1().ClusterRoles().Delete(ctx, user, metav1.DeleteOptions{})
+	})
+	kubeconfig := impersonatingKubeconfig(t, user)
+
+	policies := []admissionregistrationv1.FailurePolicyType{admissionregistrationv1.Fail, admissionregistrationv1.Ignore}
+	for _, policy := range policies {
+		label := strings.ToLower(string(policy))
+		hook, err := env.cluster.StartWebhook(ctx, cluster.WebhookOptions{Binary: env.binary, Namespace: injectorNamespace,
+			Name: "webhook-nsread-" + label, Kubeconfig: kubeconfig, Env: []string{"FAILURE_POLICY=" + string(policy)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = hook.Stop() })
+		cfg := hook.Configuration("outrigger-nsread-"+label, policy, injectorNamespace)
+		cfg.Webhooks[0].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"e2e.outrigger.dev/ns-read": label}}
+		if err := env.cluster.Register(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = client.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, cfg.Name, metav1.DeleteOptions{})
+		})
+		clustertest.CreateNamespace(t, env.cluster, "nsread-before-"+label, map[string]string{"e2e.outrigger.dev/ns-read": label}, nil)
+		if err := waitInjecting(ctx, "nsread-before-"+label, 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if err := client.RbacV1().ClusterRoleBindings().Delete(ctx, user, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.RestartAPIServer(t, env.cluster)
+	// The other tests' webhook reads namespaces as cluster-admin: wait until it serves again.
+	clustertest.CreateNamespace(t, env.cluster, "nsread-main", nil, nil)
+	if err := waitInjecting(ctx, "nsread-main", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, policy := range policies {
+		label := strings.ToLower(string(policy))
+		ns := "nsread-after-" + label
+		clustertest.CreateNamespace(t, env.cluster, ns, map[string]string{"e2e.outrigger.dev/ns-read": label}, map[string]string{"outrigger.dev/inject": "topz"})
+		var created *corev1.Pod
+		var createErr error
+		var warnings []string
+		clustertest.Eventually(t, 20*time.Second, func() error {
+			warnings = nil
+			created, createErr = createCollectingWarnings(ctx, ns, cluster.AppPod("defaulted", nil), &warnings)
+			if createErr != nil && strings.Contains(createErr.Error(), "failed calling webhook") {
+				return createErr // the API server is still reconnecting to the webhook
+			}
+			return nil
+		})
+		switch policy {
+		case admissionregistrationv1.Fail:
+			if createErr == nil || !strings.Contains(createErr.Error(), "namespace "+ns+" could not be read") || !strings.Contains(createErr.Error(), "forbidden") {
+				t.Errorf("Fail: pod created (%v) or refused without the reason: %v", created != nil, createErr)
+			}
+		case admissionregistrationv1.Ignore:
+			if createErr != nil {
+				t.Fatalf("Ignore: %v", createErr)
+			}
+			if native, _ := sidecarNames(created); len(native) != 0 {
+				t.Errorf("Ignore: sidecars %v, though the webhook could not read the namespace", native)
+			}
+			if w := strings.Join(warnings, "\n"); !strings.Contains(w, "could not be read") || !strings.Contains(w, "without its namespace's default sidecars") {
+				t.Errorf("Ignore: warnings %q do not say what the pod lacks", w)
+			}
+		}
+	}
+	if !t.Failed() {
+		t.Logf("result: with namespace reads forbidden, Fail refused the pod with the reason and Ignore admitted it uninjected with a warning")
+	}
+}
+
+// impersonatingKubeconfig writes a copy of the cluster-admin kubeconfig that acts as user.
+func impersonatingKubeconfig(t *testing.T, user string) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(env.cluster.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, auth := range cfg.AuthInfos {
+		auth.Impersonate = user
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// createCollectingWarnings creates pod in ns and appends the API server's warnings to warnings.
+func createCollectingWarnings(ctx context.Context, ns string, pod *corev1.Pod, warnings *[]string) (*corev1.Pod, error) {
+	cfg := env.cluster.RESTConfig()
+	cfg.WarningHandler = warningCollector{warnings}
+	return kubernetes.NewForConfigOrDie(cfg).CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+}
+
+type warningCollector struct{ out *[]string }
+
+func (w warningCollector) HandleWarningHeader(_ int, _ string, text string) {
+	*w.out = append(*w.out, text)
 }

@@ -27,6 +27,10 @@ type Injector struct {
 	Metrics *Metrics
 	// Log gets one line per denial or error (never the pod's content).
 	Log logr.Logger
+	// FailClosed is true under failurePolicy Fail: a pod whose namespace cannot be read is denied rather
+	// than admitted without the namespace's default sidecars, which the user chose Fail to prevent. Under
+	// Ignore (false) it is admitted, and the warning says what it lacks.
+	FailClosed bool
 }
 
 var _ admission.Handler = (*Injector)(nil)
@@ -66,10 +70,14 @@ func (i *Injector) handle(ctx context.Context, req admission.Request) (admission
 	var warnings []string
 	if i.Namespaces != nil {
 		labels, annotations, err := i.Namespaces.Lookup(ctx, req.Namespace)
+		if err != nil && i.FailClosed {
+			return admission.Denied(fmt.Sprintf("outrigger: namespace %s could not be read (%v), so its default sidecars are unknown; "+
+				"the pod is refused under failurePolicy Fail (check that the webhook may get, list and watch namespaces)", req.Namespace, err)), nil
+		}
 		if err != nil {
-			// Injection still happens from the pod's own annotations and the cluster defaults; the user is
-			// told that the namespace's default could not be read.
-			warnings = append(warnings, fmt.Sprintf("outrigger: namespace %s could not be read (%v); its defaults were not applied", req.Namespace, err))
+			// failurePolicy Ignore: injection still happens from the pod's own annotations and the cluster
+			// defaults, and the user is told what the pod may lack.
+			warnings = append(warnings, fmt.Sprintf("outrigger: namespace %s could not be read (%v); the pod is admitted under failurePolicy Ignore without its namespace's default sidecars", req.Namespace, err))
 		}
 		in.NamespaceLabels, in.NamespaceAnnotations = labels, annotations
 	}

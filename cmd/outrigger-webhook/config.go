@@ -26,6 +26,7 @@ func settings(o *server.Options, port, health, metrics *int, minTLS *string) env
 		{Env: "MIN_TLS_VERSION", Default: "1.2", Usage: "lowest TLS version accepted: 1.2 or 1.3", Parse: envflag.OneOf(minTLS, "1.2", "1.3")},
 		{Env: "HEALTH_PORT", Default: "8081", Usage: "plain-HTTP port for /healthz and /readyz", Parse: envflag.Port(health)},
 		{Env: "METRICS_PORT", Default: "8080", Usage: "plain-HTTP port for /metrics (0 = off)", Parse: envflag.OptionalPort(metrics)},
+		{Env: "FAILURE_POLICY", Default: "Fail", Usage: "the failurePolicy the webhook is registered with (the chart sets it): Fail denies a pod whose namespace cannot be read, Ignore admits it without the namespace's defaults and says so", Parse: envflag.OneOf(&o.FailurePolicy, "Fail", "Ignore")},
 		{Env: "POD_NAMESPACE", Default: "", Usage: "the injector's own namespace, never injected (set from the downward API)", Parse: envflag.String(&o.InjectorNamespace)},
 		{Env: "CERT_MODE", Default: server.CertModeFiles, Usage: "where the serving certificate comes from: files (CERT_DIR, e.g. a Secret written by cert-manager) or self-managed (the webhook creates and rotates it in CERT_SECRET and keeps WEBHOOK_CONFIG_NAME's caBundle current)", Parse: envflag.OneOf(&o.CertMode, server.CertModeFiles, server.CertModeSelfManaged)},
 		{Env: "CERT_SECRET", Default: "outrigger-webhook-tls", Usage: "self-managed: the Secret in POD_NAMESPACE holding the CA and the serving certificate; the Lease that elects the rotating replica has the same name", Parse: envflag.NonEmpty(&o.SelfManaged.SecretName)},

@@ -37,6 +37,10 @@ type WebhookOptions struct {
 	Namespace string
 	// Name distinguishes several webhooks' files in the cluster directory.
 	Name string
+	// Kubeconfig is the identity the webhook reaches the API server with ("" = cluster-admin).
+	Kubeconfig string
+	// Env is more of the webhook's settings (NAME=value), e.g. FAILURE_POLICY=Ignore.
+	Env []string
 }
 
 // BuildWebhook compiles ./cmd/outrigger-webhook from the repository into dir and returns its path.
@@ -66,6 +70,10 @@ func (c *Cluster) StartWebhook(ctx context.Context, o WebhookOptions) (*Webhook,
 	if err != nil {
 		return nil, err
 	}
+	kubeconfig := o.Kubeconfig
+	if kubeconfig == "" {
+		kubeconfig = c.kubeconfig
+	}
 	ports, err := freePorts(3)
 	if err != nil {
 		return nil, err
@@ -78,8 +86,8 @@ func (c *Cluster) StartWebhook(ctx context.Context, o WebhookOptions) (*Webhook,
 		CertDir:    certDir,
 		Component: &Component{
 			Name: o.Name, Path: o.Binary, LogPath: filepath.Join(c.dir, o.Name+".log"),
-			Env: []string{
-				"KUBECONFIG=" + c.kubeconfig,
+			Env: append([]string{
+				"KUBECONFIG=" + kubeconfig,
 				"CONFIG_FILE=" + o.ConfigFile,
 				"CERT_DIR=" + certDir,
 				"LISTEN_HOST=127.0.0.1",
@@ -87,7 +95,7 @@ func (c *Cluster) StartWebhook(ctx context.Context, o WebhookOptions) (*Webhook,
 				"HEALTH_PORT=" + strconv.Itoa(ports[1]),
 				"METRICS_PORT=" + strconv.Itoa(ports[2]),
 				"POD_NAMESPACE=" + o.Namespace,
-			},
+			}, o.Env...),
 		},
 	}
 	if err := w.Start(); err != nil {

@@ -70,6 +70,9 @@ type Options struct {
 	// ServiceName and CertExtraSANs are the settings behind SelfManaged.Names.
 	ServiceName   string
 	CertExtraSANs []string
+	// FailurePolicy is the webhook configuration's failurePolicy, Fail or Ignore: what to do when a pod's
+	// namespace cannot be read (see webhook.Injector.FailClosed).
+	FailurePolicy string
 	// CheckNamespace, when set, makes Run check injection once in that namespace instead of serving.
 	CheckNamespace string
 	// RESTConfig reaches the API server (for namespaces); nil means ctrl.GetConfig (KUBECONFIG or in-cluster).
@@ -145,6 +148,7 @@ func Run(ctx context.Context, o Options) error {
 		Namespaces: webhook.CachedNamespaces{Cache: mgr.GetCache(), API: mgr.GetAPIReader()},
 		Metrics:    m,
 		Log:        o.Log.WithName("inject"),
+		FailClosed: o.FailurePolicy != "Ignore",
 	}
 	mgr.GetWebhookServer().Register(Path, &admission.Webhook{Handler: injector, RecoverPanic: ptr(true)})
 
