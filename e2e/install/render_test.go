@@ -218,6 +218,7 @@ func checkChartPromises(t *testing.T, mode, ns string, objs []*unstructured.Unst
 		{"kube-system", labels.Set{"kubernetes.io/metadata.name": "kube-system"}, false},
 		{"kube-public", labels.Set{"kubernetes.io/metadata.name": "kube-public"}, false},
 		{"the release namespace", labels.Set{"kubernetes.io/metadata.name": ns}, false},
+		{"cert-manager's namespace (it renews the webhook's certificate)", labels.Set{"kubernetes.io/metadata.name": "cert-manager"}, false},
 		{"a namespace labelled disabled", labels.Set{"kubernetes.io/metadata.name": "shop", "outrigger.dev/injection": "disabled"}, false},
 		{"an ordinary namespace", labels.Set{"kubernetes.io/metadata.name": "shop"}, true},
 	} {
