@@ -163,7 +163,8 @@ func TypeNames() []string {
 
 // Check validates value for p and returns an error that says what is accepted. The empty string is
 // accepted for a parameter that is not required: it means "the sidecar's default" (except for a quantity:
-// an empty resource annotation is refused, not read as "unset").
+// an empty resource annotation is refused, not read as "unset"). A NUL byte is refused whatever the type;
+// newlines, $(VAR) and $$ are passed to the sidecar literally (see inject.EnvLiteral).
 func (p Parameter) Check(value string) error {
 	t, ok := ParameterTypes[p.Type]
 	if !ok {
@@ -175,6 +176,11 @@ func (p Parameter) Check(value string) error {
 	}
 	if value == "" && !p.Required && p.Type != "quantity" {
 		return nil
+	}
+	if strings.ContainsRune(value, 0) {
+		// An environment variable cannot hold NUL (execve ends the string there), and no other value
+		// the catalog knows can either.
+		return fmt.Errorf("must not contain a NUL byte")
 	}
 	return check(value)
 }

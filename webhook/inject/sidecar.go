@@ -77,7 +77,7 @@ func (b *builder) add(e *catalog.Entry, values, keys map[string]string) {
 		if p.Env == "" || v == "" {
 			continue
 		}
-		setEnv(c, p.Env, v)
+		setEnv(c, p.Env, EnvLiteral(v))
 		movePort(c, p, v)
 	}
 	b.setResources(e, c, values, keys)
@@ -299,6 +299,13 @@ func (b *builder) warnPortConflicts(c *corev1.Container) {
 		}
 	}
 }
+
+// EnvLiteral is v written so that the sidecar's environment receives exactly v. The kubelet expands
+// $(VAR) in an env value to another variable's value and turns $$ into $, so an annotation such as
+// "pa$$word" or "echo $(HOME)" would reach the sidecar changed; every $ is doubled, which the kubelet
+// turns back into one. Parameter values are data, never references: a catalog entry that wants a
+// reference writes it in its container template, which is left as written.
+func EnvLiteral(v string) string { return strings.ReplaceAll(v, "$", "$$") }
 
 // setEnv sets name=value in c, replacing a template value (such as a downward-API default) of that name.
 func setEnv(c *corev1.Container, name, value string) {

@@ -50,7 +50,7 @@ func (r *renderer) container(i int, e *catalog.Entry, mode string) string {
 		lit := literal(generic(item))
 		for j, p := range e.Parameters {
 			if p.Env == item.Name {
-				lit = fmt.Sprintf(`(%s != "" ? {"name": dyn(%s), "value": dyn(%s)} : %s)`, paramVar(i, j), str(p.Env), paramVar(i, j), lit)
+				lit = fmt.Sprintf(`(%s != "" ? {"name": dyn(%s), "value": dyn(%s)} : %s)`, paramVar(i, j), str(p.Env), envLiteral(paramVar(i, j)), lit)
 				break
 			}
 		}
@@ -63,7 +63,7 @@ func (r *renderer) container(i int, e *catalog.Entry, mode string) string {
 		if p.Env == "" || templateEnv[p.Env] {
 			continue
 		}
-		env = append(env, fmt.Sprintf(`(%s != "" ? [{"name": dyn(%s), "value": dyn(%s)}] : [])`, paramVar(i, j), str(p.Env), paramVar(i, j)))
+		env = append(env, fmt.Sprintf(`(%s != "" ? [{"name": dyn(%s), "value": dyn(%s)}] : [])`, paramVar(i, j), str(p.Env), envLiteral(paramVar(i, j))))
 	}
 	if len(env) > 0 {
 		tree["env"] = expr("dyn(" + concat(env) + ")")
@@ -197,3 +197,7 @@ func (r *renderer) resourceOps() string {
 	}
 	return concat(ops)
 }
+
+// envLiteral is inject.EnvLiteral in CEL: every $ doubled, so that the kubelet's $(VAR) expansion gives
+// the sidecar the annotation's text.
+func envLiteral(v string) string { return v + `.replace("$", "$$")` }

@@ -124,7 +124,7 @@ func signals(allowed []string) (names, numbers []string) {
 
 // want is the "want ..." part of p.Check's error, for the denial message.
 func want(p catalog.Parameter) string {
-	for _, probe := range []string{"\x00", "-1", "99999999999"} {
+	for _, probe := range []string{"\x01", "-1", "99999999999"} {
 		if err := p.Check(probe); err != nil {
 			return err.Error()
 		}
@@ -203,6 +203,8 @@ func (r *renderer) entryValidations(i int, e *catalog.Entry, add func(expression
 		check, _ := valueCheck(p)
 		k := str(annotationKey(e, p))
 		v := paramVar(i, j)
+		add(fmt.Sprintf(`!(%s in variables.ann) || !%s.contains("\u0000")`, k, v),
+			fmt.Sprintf(`"outrigger: annotation %s=\"" + %s + "\": must not contain a NUL byte"`, annotationKey(e, p), v))
 		cond := check(v)
 		if cond == "true" {
 			continue
