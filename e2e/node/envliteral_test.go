@@ -32,7 +32,7 @@ func TestAnnotationValuesReachTheSidecarAsWritten(t *testing.T) {
 	marker := fmt.Sprint(time.Now().UnixNano()) // finds this pod's process among the node's
 	command := "/bin/reload --token=pa$$word-" + marker + " --home=$(HOME) --cost=$5"
 	pod := appPod("literal", map[string]string{
-		"outrigger.dev/inject":                      "config-sync",
+		"outrigger.dev/inject":                       "config-sync",
 		"config-sync.outrigger.dev/source-configmap": "web-conf",
 		"config-sync.outrigger.dev/source-dir":       "/etc/config-source",
 		"config-sync.outrigger.dev/reload-command":   command,
