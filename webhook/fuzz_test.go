@@ -53,19 +53,22 @@ func applyResponse(t testing.TB, raw []byte, resp admission.Response) []byte {
 	return out
 }
 
-// FuzzAdmission feeds arbitrary pod JSON and annotations through decode → inject → patch. Whatever comes
-// in, the handler must not panic, must answer allowed-with-an-applicable-patch, denied-with-a-reason or
-// 400; and a pod it injected, submitted again, must come back unchanged (never injected twice).
+// FuzzAdmission feeds arbitrary pod JSON and annotations (the inject list and two more of any key) through
+// decode → inject → patch. Whatever comes in, the handler must not panic, must answer
+// allowed-with-an-applicable-patch, denied-with-a-reason or 400; an allowed pod gains no privilege
+// (privilegeGained), its patch carries every change Inject made, and submitted again it comes back
+// unchanged (never injected twice).
 func FuzzAdmission(f *testing.F) {
-	f.Add([]byte(`{"metadata":{"name":"p"},"spec":{"containers":[{"name":"app","image":"a"}]}}`), "topz,https-proxy", "https-proxy.outrigger.dev/tls-secret", "t")
-	f.Add([]byte(`{"spec":{"initContainers":[{"name":"topz"}],"containers":[]}}`), "topz", "topz.outrigger.dev/addr", ":1")
-	f.Add([]byte(`{"metadata":{"annotations":{"a":"b"}},"spec":{"containers":[{"name":"x","volumeMounts":[{"name":"v","mountPath":"/git"}]}]}}`), "git-sync", "git-sync.outrigger.dev/repo", "file:///r")
-	f.Add([]byte(`not json`), "", "", "")
-	f.Add([]byte(`{"spec":{"containers":[{"name":"app","ports":[{"containerPort":8080}]}],"shareProcessNamespace":false}}`), "config-sync", "config-sync.outrigger.dev/configmap", "cm")
-	f.Add([]byte(`{"metadata":{"annotations":{"outrigger.dev/status":"{bad"}},"spec":{"hostNetwork":true,"containers":[{"name":"a"}]}}`), "none", `"odd.key"/"x"`, "\x00")
+	f.Add([]byte(`{"metadata":{"name":"p"},"spec":{"containers":[{"name":"app","image":"a"}]}}`), "topz,https-proxy", "https-proxy.outrigger.dev/tls-secret", "t", "topz.outrigger.dev/image", "evil:1")
+	f.Add([]byte(`{"spec":{"initContainers":[{"name":"topz"}],"containers":[]}}`), "topz", "topz.outrigger.dev/addr", ":1", "", "")
+	f.Add([]byte(`{"metadata":{"annotations":{"a":"b"}},"spec":{"containers":[{"name":"x","volumeMounts":[{"name":"v","mountPath":"/git"}]}]}}`), "git-sync", "git-sync.outrigger.dev/repo", "file:///r", "", "")
+	f.Add([]byte(`not json`), "", "", "", "", "")
+	f.Add([]byte(`{"spec":{"containers":[{"name":"app","ports":[{"containerPort":8080}]}],"shareProcessNamespace":false}}`), "config-sync", "config-sync.outrigger.dev/configmap", "cm", "", "")
+	f.Add([]byte(`{"metadata":{"annotations":{"outrigger.dev/status":"{bad"}},"spec":{"hostNetwork":true,"containers":[{"name":"a"}]}}`), "none", `"odd.key"/"x"`, "\x00", "", "")
 	h := testInjector(f, "")
 	cfg := h.Config()
-	f.Fuzz(func(t *testing.T, raw []byte, sidecars, key, value string) {
+	f.Add([]byte(`{"spec":{"containers":[{"name":"app"}]}}`), "git-sync", "git-sync.outrigger.dev/repo", "file:///r", "git-sync.outrigger.dev/mount-path", "/proc")
+	f.Fuzz(func(t *testing.T, raw []byte, sidecars, key, value, key2, value2 string) {
 		var pod corev1.Pod
 		if err := json.Unmarshal(raw, &pod); err == nil {
 			if pod.Annotations == nil {
@@ -73,6 +76,7 @@ func FuzzAdmission(f *testing.F) {
 			}
 			pod.Annotations["outrigger.dev/inject"] = sidecars
 			pod.Annotations[key] = value
+			pod.Annotations[key2] = value2
 			raw, _ = json.Marshal(&pod)
 		}
 		resp := h.Handle(context.Background(), review("fuzz", raw))
@@ -86,6 +90,14 @@ func FuzzAdmission(f *testing.F) {
 			return
 		}
 		injected := applyResponse(t, raw, resp)
+		// No annotation gains a privilege: images, security contexts, volumes and host namespaces are the
+		// catalog's and the config's.
+		var submittedPod, injectedPod corev1.Pod
+		if json.Unmarshal(raw, &submittedPod) == nil && json.Unmarshal(injected, &injectedPod) == nil {
+			if gained := privilegeGained(cfg, &submittedPod, &injectedPod); gained != "" {
+				t.Fatalf("annotations gained a privilege: %s", gained)
+			}
+		}
 		// The patch carries every change Inject made (inject.EditedParts is the whole of what it edits).
 		var submitted corev1.Pod
 		if err := json.Unmarshal(raw, &submitted); err == nil {
