@@ -30,7 +30,8 @@ func TestAnnotationValuesReachTheSidecarAsWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	marker := fmt.Sprint(time.Now().UnixNano()) // finds this pod's process among the node's
-	command := "/bin/reload --token=pa$$word-" + marker + " --home=$(HOME) --cost=$5"
+	// The command must exist in the sidecar's image (config-sync checks at start): its own binary.
+	command := "/config-sync --token=pa$$word-" + marker + " --home=$(HOME) --cost=$5"
 	pod := appPod("literal", map[string]string{
 		"outrigger.dev/inject":                       "config-sync",
 		"config-sync.outrigger.dev/source-configmap": "web-conf",
