@@ -158,3 +158,22 @@ func TestCommandNameAndDelimiters(t *testing.T) {
 		}
 	}
 }
+
+func TestSizeInBytesOrBinaryUnits(t *testing.T) {
+	var n int64
+	for in, want := range map[string]int64{"1024": 1024, "16Mi": 16 << 20, " 1Gi ": 1 << 30, "512Ki": 512 << 10} {
+		if err := Size(&n, 1, 1<<30)(in); err != nil || n != want {
+			t.Errorf("Size(%q) = %d, %v; want %d", in, n, err, want)
+		}
+	}
+	for _, in := range []string{"", "Mi", "-1Mi", "+1Mi", "2Gi", "1.5Mi", "16MB", "16mi", "0", "99999999999999999999"} {
+		if err := Size(&n, 1, 1<<30)(in); err == nil {
+			t.Errorf("Size(%q) accepted it as %d", in, n)
+		} else if !strings.Contains(err.Error(), "want a size from 1 to 1Gi") {
+			t.Errorf("Size(%q): %v", in, err)
+		}
+	}
+	if got := FormatSize(16 << 20); got != "16Mi" {
+		t.Errorf("FormatSize = %s", got)
+	}
+}

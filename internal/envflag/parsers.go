@@ -238,3 +238,39 @@ func Signal(p *syscall.Signal, allowed ...string) func(string) error {
 		return nil
 	}
 }
+
+// sizeUnits are the suffixes Size accepts, Kubernetes' binary ones.
+var sizeUnits = []struct {
+	suffix string
+	bytes  int64
+}{{"Gi", 1 << 30}, {"Mi", 1 << 20}, {"Ki", 1 << 10}}
+
+// Size accepts a number of bytes, plain or with Ki, Mi or Gi (16Mi), from min to max bytes.
+func Size(p *int64, min, max int64) func(string) error {
+	return func(s string) error {
+		s = strings.TrimSpace(s)
+		unit, digits := int64(1), s
+		for _, u := range sizeUnits {
+			if strings.HasSuffix(s, u.suffix) {
+				unit, digits = u.bytes, strings.TrimSuffix(s, u.suffix)
+				break
+			}
+		}
+		n, err := strconv.ParseInt(digits, 10, 64)
+		if err != nil || digits == "" || len(digits) > 13 || digits[0] < '0' || digits[0] > '9' || n > max/unit || n*unit < min || n*unit > max {
+			return fmt.Errorf("want a size from %s to %s, in bytes or with Ki, Mi or Gi, such as 16Mi", FormatSize(min), FormatSize(max))
+		}
+		*p = n * unit
+		return nil
+	}
+}
+
+// FormatSize writes n bytes as Size reads them, in the largest unit that divides it (16Mi, 1500).
+func FormatSize(n int64) string {
+	for _, u := range sizeUnits {
+		if n != 0 && n%u.bytes == 0 {
+			return strconv.FormatInt(n/u.bytes, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}

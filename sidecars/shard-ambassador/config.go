@@ -30,11 +30,22 @@ type Config struct {
 	ServerRetryTimeout time.Duration
 	ServerConnections  int
 	HTTPKeyHeader      string
+	// MaxCommandSize bounds the bytes one client command may take (redis, memcache); MaxClients the
+	// client connections served at once.
+	MaxCommandSize int64
+	MaxClients     int
 
 	// Derived by loadConfig.
 	Servers  []ring.Server
 	hashFunc ring.HashFunc
 }
+
+// A command's bounds: MAX_COMMAND_SIZE from 1Ki (a key and a small value) to redis's own limit of a bulk
+// string, 512Mi.
+const (
+	minCommandSize = 1 << 10
+	maxCommandSize = 512 << 20
+)
 
 // defaultPorts are the usual ports of each protocol, used when LISTEN is not set.
 var defaultPorts = map[string]string{"redis": "6379", "memcache": "11211", "http": "8080"}
@@ -70,6 +81,10 @@ func settings(c *Config) envflag.Set {
 			Parse: envflag.Int(&c.ServerConnections, 1, 1024)},
 		{Env: "HTTP_KEY_HEADER", Usage: "http: a request header whose value is hashed with the URI (e.g. X-Country)",
 			Parse: envflag.String(&c.HTTPKeyHeader)},
+		{Env: "MAX_COMMAND_SIZE", Default: "16Mi", Usage: "the largest command a client may send, in bytes or with Ki, Mi or Gi (redis: its arguments; memcache: a value and its line); a larger one gets an error reply and its connection is closed",
+			Parse: envflag.Size(&c.MaxCommandSize, minCommandSize, maxCommandSize)},
+		{Env: "MAX_CLIENT_CONNECTIONS", Default: "1024", Usage: "client connections served at once; one more gets an error reply (redis: ERR max number of clients reached; memcache: SERVER_ERROR) and is closed (http: it waits to be accepted)",
+			Parse: envflag.Int(&c.MaxClients, 1, 1000000)},
 		{Env: "STATUS_PORT", Default: "9804", Usage: "plain-HTTP port for /healthz, /readyz and /metrics",
 			Parse: envflag.Port(&c.StatusPort)},
 	}}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strconv"
 )
@@ -129,7 +130,11 @@ func serveMemcache(b *backend, m *metrics, s session) error {
 			n, err := c.parse(c.rbuf[consumed:c.w])
 			if err != nil {
 				c.settle()
-				c.out.WriteString("CLIENT_ERROR " + err.Error() + "\r\n")
+				if tooLarge := (errObjectTooLarge{}); errors.As(err, &tooLarge) {
+					c.out.WriteString("SERVER_ERROR object too large for cache: " + err.Error() + "\r\n")
+				} else {
+					c.out.WriteString("CLIENT_ERROR " + err.Error() + "\r\n")
+				}
 				c.out.Flush()
 				return err
 			}
@@ -140,6 +145,11 @@ func serveMemcache(b *backend, m *metrics, s session) error {
 		}
 		if len(c.slots) == 0 && !c.quit {
 			if err := c.fill(); err != nil {
+				if tooLarge := (errCommandTooLarge{}); errors.As(err, &tooLarge) {
+					c.settle()
+					c.out.WriteString("SERVER_ERROR object too large for cache: " + err.Error() + "\r\n")
+					c.out.Flush()
+				}
 				return err
 			}
 			continue
@@ -216,9 +226,14 @@ func (c *memcacheSession) parse(buf []byte) (int, error) {
 			return len(line), nil
 		}
 		size, err := strconv.Atoi(string(args[4]))
-		if err != nil || size < 0 || size > maxBulkSize {
+		if err != nil || size < 0 {
 			c.localLine("CLIENT_ERROR bad data chunk")
 			return len(line), nil
+		}
+		if int64(size) > c.b.cfg.MaxCommandSize {
+			// memcached answers "object too large for cache" and skips the data; here the data is not read
+			// (it could be anything up to 2 GB), so the connection is closed after the reply.
+			return 0, errObjectTooLarge{errCommandTooLarge{c.b.cfg.MaxCommandSize}}
 		}
 		total := len(line) + size + 2
 		if total > len(buf) {
@@ -409,3 +424,6 @@ func oneLine(s string) string {
 		return r
 	}, []byte(s)))
 }
+
+// errObjectTooLarge is a storage command whose value is larger than MAX_COMMAND_SIZE.
+type errObjectTooLarge struct{ errCommandTooLarge }

@@ -14,7 +14,9 @@ type metrics struct {
 	ejections *prometheus.CounterVec
 	inRing    *prometheus.GaugeVec
 	clients   prometheus.Gauge
-	refused   *prometheus.CounterVec
+	// clientsRefused counts connections closed at once for MAX_CLIENT_CONNECTIONS.
+	clientsRefused prometheus.Counter
+	refused        *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -38,11 +40,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		clients: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "shard_ambassador_client_connections", Help: "Open client connections.",
 		}),
+		clientsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shard_ambassador_client_connections_refused_total", Help: "Client connections refused because MAX_CLIENT_CONNECTIONS were open.",
+		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shard_ambassador_refused_commands_total", Help: "Commands refused because they cannot be sharded, by command.",
 		}, []string{"command"}),
 	}
-	reg.MustRegister(m.requests, m.failures, m.latency, m.ejections, m.inRing, m.clients, m.refused)
+	reg.MustRegister(m.requests, m.failures, m.latency, m.ejections, m.inRing, m.clients, m.clientsRefused, m.refused)
 	return m
 }
 

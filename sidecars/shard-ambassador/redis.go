@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strconv"
 )
@@ -34,7 +35,7 @@ func serveRedis(b *backend, m *metrics, s session) error {
 	for {
 		c.slots, c.local, c.subs, c.keySub = c.slots[:0], c.local[:0], c.subs[:0], c.keySub[:0]
 		for len(c.slots) < maxBatch {
-			args, n, err := parseCommand(c.rbuf[c.r:c.w], c.args)
+			args, n, err := parseCommand(c.rbuf[c.r:c.w], c.args, c.b.cfg.MaxCommandSize)
 			c.args = args
 			if err != nil {
 				c.settle()
@@ -57,6 +58,11 @@ func serveRedis(b *backend, m *metrics, s session) error {
 		}
 		if len(c.slots) == 0 {
 			if err := c.fill(); err != nil {
+				if tooLarge := (errCommandTooLarge{}); errors.As(err, &tooLarge) {
+					c.settle()
+					c.out.Write(appendError(nil, "ERR "+err.Error()))
+					c.out.Flush()
+				}
 				return err
 			}
 			continue

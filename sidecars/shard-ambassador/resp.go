@@ -11,10 +11,8 @@ import (
 // arguments and each reply end, so it works on the raw bytes in its own buffers (no allocation per
 // command) and forwards them untouched.
 
-const (
-	maxArgs     = 1 << 20
-	maxBulkSize = 512 << 20
-)
+// maxArgs bounds a command's argument count (and so the slice that holds them) whatever its size.
+const maxArgs = 1 << 20
 
 var errIncomplete = errors.New("incomplete")
 
@@ -40,8 +38,9 @@ func readLineInt(buf []byte) (v int64, n int, err error) {
 
 // parseCommand parses one client command at the start of buf: a RESP array of bulk strings, or an inline
 // command (space-separated words on one line, as typed into telnet). args receives the arguments (slices
-// of buf). It returns 0 consumed bytes when buf holds no complete command yet.
-func parseCommand(buf []byte, args [][]byte) ([][]byte, int, error) {
+// of buf). It returns 0 consumed bytes when buf holds no complete command yet, and errCommandTooLarge as
+// soon as a bulk string says it is longer than maxBulk (MAX_COMMAND_SIZE), before its bytes arrive.
+func parseCommand(buf []byte, args [][]byte, maxBulk int64) ([][]byte, int, error) {
 	args = args[:0]
 	if len(buf) == 0 {
 		return args, 0, nil
@@ -77,8 +76,11 @@ func parseCommand(buf []byte, args [][]byte) ([][]byte, int, error) {
 		if err != nil || n == 0 {
 			return args, 0, err
 		}
-		if size < 0 || size > maxBulkSize {
+		if size < 0 {
 			return args, 0, fmt.Errorf("protocol error: invalid bulk length %d", size)
+		}
+		if size > maxBulk {
+			return args, 0, errCommandTooLarge{maxBulk}
 		}
 		start := pos + n
 		end := start + int(size)

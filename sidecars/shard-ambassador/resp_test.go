@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -104,4 +105,52 @@ func BenchmarkRedisReplyParserLargeArrayInPieces(b *testing.B) {
 			}
 		}
 	}
+}
+
+// FuzzRedisCommand feeds arbitrary client bytes to the RESP command parser, whole and cut in two as reads
+// cut them. It must not panic; it consumes nothing or a prefix of the input; its arguments are slices of
+// what it consumed, none longer than the bound it was given; and the same bytes cut anywhere parse to the
+// same first command once they are all there.
+func FuzzRedisCommand(f *testing.F) {
+	for _, seed := range []string{
+		"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", "PING\r\n", "*1\r\n$-5\r\n", "*-3\r\n", "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$99999999\r\n",
+		"*x\r\n", "*1\r\n$3\r\nabc", "*2\r\n$3\r\nGET\r\n$1\r\nkXY", "\r\n", "*0\r\n", "$3\r\nabc\r\n",
+	} {
+		f.Add([]byte(seed), uint8(3))
+	}
+	const maxBulk = 1 << 10
+	f.Fuzz(func(t *testing.T, input []byte, cut uint8) {
+		args, n, err := parseCommand(input, nil, maxBulk)
+		if n < 0 || n > len(input) {
+			t.Fatalf("consumed %d of %d bytes", n, len(input))
+		}
+		if err != nil {
+			if n != 0 {
+				t.Fatalf("an error (%v) after consuming %d bytes", err, n)
+			}
+			return
+		}
+		if n == 0 {
+			return // incomplete: the arguments so far are scratch, which the caller ignores
+		}
+		for _, a := range args {
+			if len(a) > maxBulk {
+				t.Fatalf("an argument of %d bytes, over the bound of %d", len(a), maxBulk)
+			}
+			if len(a) > 0 && !bytes.Contains(input[:n], a) {
+				t.Fatalf("argument %q is not in the consumed bytes", a)
+			}
+		}
+		// Cut before the end of the first command: incomplete (no error, nothing consumed), then whole.
+		k := int(cut) % n
+		if _, m, err := parseCommand(input[:k], nil, maxBulk); m != 0 || err != nil {
+			if err == nil || !strings.Contains(err.Error(), "too long") {
+				t.Fatalf("the first %d of the command's %d bytes: consumed %d, %v", k, n, m, err)
+			}
+		}
+		again, m, _ := parseCommand(input[:n], nil, maxBulk)
+		if m != n || len(again) != len(args) {
+			t.Fatalf("the command alone parses to %d bytes and %d args, in the stream to %d and %d", m, len(again), n, len(args))
+		}
+	})
 }

@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/outrigger-dev/outrigger/internal/statusport"
+	"golang.org/x/net/netutil"
 )
 
 // run serves until ctx is done, then closes every client and shard connection.
@@ -60,7 +63,9 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 	var serveErr error
 	if cfg.Protocol == "http" {
-		serveErr = serveHTTPClients(ctx, ln, b)
+		// HTTP clients over the limit wait to be accepted (net/http's server cannot answer before it
+		// reads a request), as nginx's worker_connections makes them.
+		serveErr = serveHTTPClients(ctx, netutil.LimitListener(ln, cfg.MaxClients), b)
 	} else {
 		serveErr = serveTCPClients(ctx, ln, b, m, log)
 	}
@@ -134,6 +139,12 @@ func serveTCPClients(ctx context.Context, ln net.Listener, b *backend, m *metric
 			conn.Close()
 			break
 		}
+		if len(clients) >= b.cfg.MaxClients {
+			mu.Unlock()
+			m.clientsRefused.Inc()
+			refuseClient(conn, b.cfg)
+			continue
+		}
 		clients[conn] = struct{}{}
 		mu.Unlock()
 		m.clients.Inc()
@@ -164,3 +175,16 @@ func serveTCPClients(ctx context.Context, ln net.Listener, b *backend, m *metric
 }
 
 func isClosed(err error) bool { return errors.Is(err, net.ErrClosed) }
+
+// refuseClient answers a client over MAX_CLIENT_CONNECTIONS the way its server would (redis:
+// "ERR max number of clients reached"; memcached: a SERVER_ERROR line) and closes it, without waiting
+// on a client that does not read.
+func refuseClient(conn net.Conn, cfg *Config) {
+	msg := "-ERR max number of clients reached (shard-ambassador: MAX_CLIENT_CONNECTIONS=" + strconv.Itoa(cfg.MaxClients) + ")\r\n"
+	if cfg.Protocol == "memcache" {
+		msg = "SERVER_ERROR too many open connections (shard-ambassador: MAX_CLIENT_CONNECTIONS=" + strconv.Itoa(cfg.MaxClients) + ")\r\n"
+	}
+	conn.SetWriteDeadline(time.Now().Add(time.Second))
+	io.WriteString(conn, msg)
+	conn.Close()
+}

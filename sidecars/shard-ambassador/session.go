@@ -8,6 +8,8 @@ import (
 	"net"
 	"syscall"
 	"time"
+
+	"github.com/outrigger-dev/outrigger/internal/envflag"
 )
 
 // session is what the redis and memcache client handlers share: the client's read buffer, its pooled
@@ -58,7 +60,20 @@ func newSession(b *backend, conn net.Conn, id int) session {
 	return s
 }
 
-// fill reads more client bytes, growing the buffer when a single command does not fit.
+// commandSlack is room in the read buffer beyond MAX_COMMAND_SIZE for a command's own framing (RESP
+// headers, a memcache command line).
+const commandSlack = 64 << 10
+
+// errCommandTooLarge: one command does not fit in MAX_COMMAND_SIZE. The client gets an error reply and
+// its connection is closed (the rest of the command cannot be skipped without reading it).
+type errCommandTooLarge struct{ limit int64 }
+
+func (e errCommandTooLarge) Error() string {
+	return fmt.Sprintf("shard-ambassador: command larger than MAX_COMMAND_SIZE=%s; closing the connection", envflag.FormatSize(e.limit))
+}
+
+// fill reads more client bytes, growing the buffer when a single command does not fit, up to
+// MAX_COMMAND_SIZE (and its framing).
 func (s *session) fill() error {
 	if s.r == s.w {
 		s.r, s.w = 0, 0
@@ -67,10 +82,11 @@ func (s *session) fill() error {
 		s.r = 0
 	}
 	if s.w == len(s.rbuf) {
-		if len(s.rbuf) >= maxBulkSize+(1<<20) {
-			return fmt.Errorf("command larger than %d bytes", maxBulkSize)
+		limit := int(s.b.cfg.MaxCommandSize) + commandSlack
+		if len(s.rbuf) >= limit {
+			return errCommandTooLarge{s.b.cfg.MaxCommandSize}
 		}
-		s.rbuf = append(s.rbuf, make([]byte, len(s.rbuf))...)
+		s.rbuf = append(s.rbuf, make([]byte, min(len(s.rbuf), limit-len(s.rbuf)))...)
 	}
 	n, err := s.conn.Read(s.rbuf[s.w:])
 	s.w += n

@@ -111,6 +111,15 @@ var ParameterTypes = map[string]parameterType{
 		var sig syscall.Signal
 		return envflag.Signal(&sig, p.Values...), nil
 	},
+	// size: bytes, plain or with Ki, Mi or Gi; Min and Max (sizes too) bound it.
+	"size": func(p Parameter) (func(string) error, error) {
+		min, max, err := SizeBounds(p)
+		if err != nil {
+			return nil, err
+		}
+		var n int64
+		return envflag.Size(&n, min, max), nil
+	},
 	"quantity": func(Parameter) (func(string) error, error) {
 		return CheckQuantity, nil
 	},
@@ -183,4 +192,21 @@ func (p Parameter) Check(value string) error {
 		return fmt.Errorf("must not contain a NUL byte")
 	}
 	return check(value)
+}
+
+// SizeBounds are a size parameter's Min and Max in bytes (1 and 1 TiB when unset).
+func SizeBounds(p Parameter) (min, max int64, err error) {
+	min, max = 1, 1<<40
+	for _, b := range []struct {
+		text string
+		into *int64
+	}{{p.Min, &min}, {p.Max, &max}} {
+		if b.text == "" {
+			continue
+		}
+		if err := envflag.Size(b.into, 0, 1<<40)(b.text); err != nil {
+			return 0, 0, fmt.Errorf("bound %q: %v", b.text, err)
+		}
+	}
+	return min, max, nil
 }

@@ -103,6 +103,15 @@ func valueCheck(p catalog.Parameter) (func(v string) string, bool) {
 		}, true
 	case "url":
 		return func(v string) string { return v + `.contains("://")` }, true
+	case "size":
+		min, max, _ := catalog.SizeBounds(p)
+		return func(v string) string {
+			t := v + ".trim()"
+			digits := fmt.Sprintf(`(%s.matches("(Ki|Mi|Gi)$") ? %s.substring(0, %s.size() - 2) : %s)`, t, t, t, t)
+			unit := fmt.Sprintf(`(%s.endsWith("Gi") ? 1073741824 : %s.endsWith("Mi") ? 1048576 : %s.endsWith("Ki") ? 1024 : 1)`, t, t, t)
+			// 13 digits at most: the product stays far inside CEL's int64.
+			return fmt.Sprintf(`%s.matches("^[0-9]{1,13}(Ki|Mi|Gi)?$") && int(%s) * %s >= %d && int(%s) * %s <= %d`, t, digits, unit, min, digits, unit, max)
+		}, true
 	case "quantity":
 		return func(v string) string {
 			return fmt.Sprintf(`isQuantity(%s) && !quantity(%s).isLessThan(quantity("0"))`, v, v)

@@ -116,6 +116,13 @@ func Probes(p catalog.Parameter) []string {
 				add(strconv.Itoa(n-1), strconv.Itoa(n), strconv.Itoa(n+1))
 			}
 		}
+	case "size":
+		for _, b := range []string{p.Min, p.Max} {
+			var n int64
+			if envflag.Size(&n, 0, 1<<40)(b) == nil {
+				add(strconv.FormatInt(n-1, 10), strconv.FormatInt(n, 10), strconv.FormatInt(n+1, 10), b)
+			}
+		}
 	case "duration", "seconds-or-duration":
 		for _, b := range []string{p.Min, p.Max} {
 			if d, err := time.ParseDuration(b); err == nil {

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// hostileExchange sends input on a new connection (in the background: the proxy may close before it has
+// read it all) and returns the first line the proxy answers ("" for none) and whether it then closed the
+// connection; it waits up to wait for each.
+func hostileExchange(t *testing.T, addr string, input []byte, wait time.Duration) (reply string, closed bool) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(wait))
+	go c.Write(input) // an error here is the proxy closing, which the reads below see
+	timedOut := func(err error) bool { var ne net.Error; return errors.As(err, &ne) && ne.Timeout() }
+	var line []byte
+	one := make([]byte, 1)
+	for {
+		if _, err := c.Read(one); err != nil {
+			return string(line), !timedOut(err)
+		}
+		if one[0] == '\n' {
+			break
+		}
+		line = append(line, one[0])
+	}
+	_, err = io.Copy(io.Discard, c)
+	return strings.TrimSuffix(string(line), "\r"), !timedOut(err)
+}
+
+// allocatedDuring is how many bytes the process allocated while f ran.
+func allocatedDuring(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// Hostile redis clients get an error reply and a closed connection, and cost the proxy no more memory
+// than MAX_COMMAND_SIZE allows; a well-behaved client on the same proxy is served throughout.
+func TestRedisHostileInputIsRefusedWithinItsBounds(t *testing.T) {
+	_, _, addr := threeRedis(t, map[string]string{"MAX_COMMAND_SIZE": "64Ki"})
+	good := dial(t, addr)
+	if got := good.do("SET", "k", "v"); got != "+OK" {
+		t.Fatalf("SET: %s", got)
+	}
+	manyArgs := []byte(fmt.Sprintf("*%d\r\n$3\r\nDEL\r\n", 1_000_000))
+	manyArgs = append(manyArgs, bytes.Repeat([]byte("$1\r\nx\r\n"), 999_999)...)
+	for _, tc := range []struct {
+		name, want string
+		closed     bool
+		input      []byte
+	}{
+		{"a 10 MB bulk string", "-ERR shard-ambassador: command larger than MAX_COMMAND_SIZE=64Ki", true, []byte("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10485760\r\n" + strings.Repeat("v", 1<<20))},
+		{"a negative bulk length", "-ERR protocol error: invalid bulk length -5", true, []byte("*2\r\n$3\r\nGET\r\n$-5\r\n")},
+		// As redis does, an empty or negative array is no command: no reply, the connection stays.
+		{"a negative array length", "", false, []byte("*-3\r\n")},
+		{"an array of a million elements (7 MB)", "-ERR shard-ambassador: command larger than MAX_COMMAND_SIZE=64Ki", true, manyArgs},
+		{"a 1 MB inline line", "-ERR protocol error: inline command too long", true, bytes.Repeat([]byte("a"), 1<<20)},
+		{"a header without digits", "-ERR protocol error: bad number", true, []byte("*x\r\n")},
+	} {
+		var reply string
+		var closed bool
+		wait := 10 * time.Second
+		if !tc.closed {
+			wait = 500 * time.Millisecond // long enough for a reply that must not come
+		}
+		alloc := allocatedDuring(func() { reply, closed = hostileExchange(t, addr, tc.input, wait) })
+		if !strings.HasPrefix(reply, tc.want) || (tc.want == "" && reply != "") || closed != tc.closed {
+			t.Errorf("%s: reply %q closed=%v, want %q closed=%v", tc.name, reply, closed, tc.want, tc.closed)
+		}
+		// The 64 KiB limit, its framing and the read buffers of both ends: far below the input's size.
+		if alloc > 4<<20 {
+			t.Errorf("%s: the process allocated %d bytes for it; MAX_COMMAND_SIZE is 64Ki", tc.name, alloc)
+		}
+		t.Logf("%s: %q, closed=%v, %d KiB allocated", tc.name, reply, closed, alloc>>10)
+		if got := good.do("GET", "k"); got != "$v" {
+			t.Fatalf("after %s, the good client's GET: %s", tc.name, got)
+		}
+	}
+}
+
+func TestMemcacheHostileInputIsRefusedWithinItsBounds(t *testing.T) {
+	shard := startMemcached(t, "127.0.0.1", 0)
+	addr := startAmbassador(t, configFor(t, map[string]string{"PROTOCOL": "memcache", "MAX_COMMAND_SIZE": "64Ki", "SHARDS": shard.addr + ":1"}))
+	good := dial(t, addr)
+	good.send([]byte("set k 0 0 1\r\nv\r\n"))
+	if got := good.readLine(); got != "STORED" {
+		t.Fatalf("set: %s", got)
+	}
+	for _, tc := range []struct {
+		name, want string
+		closed     bool
+		input      []byte
+	}{
+		{"a 10 MB value", "SERVER_ERROR object too large for cache: shard-ambassador: command larger than MAX_COMMAND_SIZE=64Ki", true, []byte("set k 0 0 10485760\r\n" + strings.Repeat("v", 1<<20))},
+		{"a negative length", "CLIENT_ERROR bad data chunk", false, []byte("set k 0 0 -1\r\n")},
+		{"a 1 MB command line", "CLIENT_ERROR", true, bytes.Repeat([]byte("g"), 1<<20)},
+	} {
+		var reply string
+		var closed bool
+		wait := 10 * time.Second
+		if !tc.closed {
+			wait = 500 * time.Millisecond
+		}
+		alloc := allocatedDuring(func() { reply, closed = hostileExchange(t, addr, tc.input, wait) })
+		if !strings.HasPrefix(reply, tc.want) || closed != tc.closed {
+			t.Errorf("%s: reply %q closed=%v, want %q closed=%v", tc.name, reply, closed, tc.want, tc.closed)
+		}
+		if alloc > 4<<20 {
+			t.Errorf("%s: the process allocated %d bytes for it; MAX_COMMAND_SIZE is 64Ki", tc.name, alloc)
+		}
+		t.Logf("%s: %q, closed=%v, %d KiB allocated", tc.name, reply, closed, alloc>>10)
+		good.send([]byte("get k\r\n"))
+		if got := good.readLine(); got != "VALUE k 0 1" {
+			t.Fatalf("after %s, the good client's get: %s", tc.name, got)
+		}
+		good.readLine()
+		good.readLine()
+	}
+}
+
+// MAX_CLIENT_CONNECTIONS: the connection over the limit is answered as redis would and closed, counted
+// in /metrics; once a client leaves, a new one is served.
+func TestClientConnectionsAreBounded(t *testing.T) {
+	_, cfg, addr := threeRedis(t, map[string]string{"MAX_CLIENT_CONNECTIONS": "2"})
+	// The start-up check's own connection is gone first.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(metricsText(t, cfg), "shard_ambassador_client_connections 0"); {
+		if time.Now().After(deadline) {
+			t.Fatal("the proxy still counts a client connection before any test client")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a, b := dial(t, addr), dial(t, addr)
+	for _, c := range []*conn{a, b} {
+		if got := c.do("PING"); got != "+PONG" {
+			t.Fatalf("PING: %s", got)
+		}
+	}
+	reply, closed := hostileExchange(t, addr, resp("PING"), 10*time.Second)
+	if !strings.HasPrefix(reply, "-ERR max number of clients reached") || !closed {
+		t.Errorf("a third client: %q closed=%v, want redis's max-clients error and a close", reply, closed)
+	}
+	if !strings.Contains(metricsText(t, cfg), "shard_ambassador_client_connections_refused_total 1") {
+		t.Error("the refusal is not counted in /metrics")
+	}
+	a.c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		reply, _ := hostileExchange(t, addr, resp("PING"), 200*time.Millisecond)
+		if reply == "+PONG" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a client left, a new one still gets %q", reply)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := b.do("PING"); got != "+PONG" {
+		t.Fatalf("the remaining client: %s", got)
+	}
+}
