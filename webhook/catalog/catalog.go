@@ -138,11 +138,15 @@ func (e *Entry) Validate() error {
 			}
 		}
 	}
-	_, param, err := e.Pod.ShareProcessNamespaceWhen()
-	if err != nil {
-		add("%v", err)
-	} else if param != "" && !seen[param] {
-		add("pod.shareProcessNamespace: %q is not a parameter of this entry", param)
+	for field, need := range map[string]func() (bool, string, error){
+		"pod.shareProcessNamespace": e.Pod.ShareProcessNamespaceWhen, "pod.signalsApp": e.Pod.SignalsAppWhen,
+	} {
+		_, param, err := need()
+		if err != nil {
+			add("%v", err)
+		} else if param != "" && !seen[param] {
+			add("%s: %q is not a parameter of this entry", field, param)
+		}
 	}
 	vols := map[string]bool{}
 	for i, v := range e.Pod.Volumes {

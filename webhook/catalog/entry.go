@@ -81,6 +81,10 @@ type Parameter struct {
 type PodNeeds struct {
 	// ShareProcessNamespace sets spec.shareProcessNamespace: "always", or "when <parameter> is set".
 	ShareProcessNamespace string `json:"shareProcessNamespace,omitempty"`
+	// SignalsApp says the sidecar sends signals to the app's processes ("always", or "when <parameter> is
+	// set"). Without CAP_KILL, which Pod Security "restricted" forbids, a process may signal only
+	// processes of its own UID, so the webhook warns when the app runs as another.
+	SignalsApp string `json:"signalsApp,omitempty"`
 	// Volumes are added to the pod (unless a volume of that name is already there) and mounted.
 	Volumes []Volume `json:"volumes,omitempty"`
 }
@@ -141,7 +145,17 @@ const Domain = "outrigger.dev"
 
 // ShareProcessNamespaceWhen parses PodNeeds.ShareProcessNamespace: always, or the parameter it depends on.
 func (n PodNeeds) ShareProcessNamespaceWhen() (always bool, param string, err error) {
-	s := strings.TrimSpace(n.ShareProcessNamespace)
+	return when("pod.shareProcessNamespace", n.ShareProcessNamespace)
+}
+
+// SignalsAppWhen parses SignalsApp as ShareProcessNamespaceWhen does.
+func (n PodNeeds) SignalsAppWhen() (always bool, param string, err error) {
+	return when("pod.signalsApp", n.SignalsApp)
+}
+
+// when reads "always" or "when <parameter> is set" in field.
+func when(field, s string) (always bool, param string, err error) {
+	s = strings.TrimSpace(s)
 	switch {
 	case s == "":
 		return false, "", nil
@@ -150,13 +164,24 @@ func (n PodNeeds) ShareProcessNamespaceWhen() (always bool, param string, err er
 	case strings.HasPrefix(s, "when ") && strings.HasSuffix(s, " is set"):
 		return false, strings.TrimSuffix(strings.TrimPrefix(s, "when "), " is set"), nil
 	}
-	return false, "", fmt.Errorf(`pod.shareProcessNamespace %q: want "always" or "when <parameter> is set"`, s)
+	return false, "", fmt.Errorf(`%s %q: want "always" or "when <parameter> is set"`, field, s)
 }
 
 // SharesProcessNamespace reports whether the pod needs a shared PID namespace given the parameter values
 // the pod set (by parameter name).
 func (e *Entry) SharesProcessNamespace(values map[string]string) bool {
-	always, param, err := e.Pod.ShareProcessNamespaceWhen()
+	return e.active(values, e.Pod.ShareProcessNamespaceWhen)
+}
+
+// SignalsApp reports whether the sidecar signals the app's processes given the parameter values.
+func (e *Entry) SignalsApp(values map[string]string) bool {
+	return e.active(values, e.Pod.SignalsAppWhen)
+}
+
+// active evaluates an "always" / "when <parameter> is set" need against the pod's parameter values (by
+// parameter name), a parameter's default counting as set.
+func (e *Entry) active(values map[string]string, need func() (bool, string, error)) bool {
+	always, param, err := need()
 	if err != nil {
 		return false // refused by Validate before any pod is seen
 	}

@@ -255,7 +255,11 @@ func (c *Config) CatalogHash(names []string) string {
 // the injector would give them the same sidecar, so a change to an entry's descriptions or parameter docs
 // does not make running pods stale.
 func (c *Config) SidecarHash(e *catalog.Entry, container *corev1.Container) string {
-	needs, _ := json.Marshal(e.Pod)    // typed: cannot fail
+	// What changes the pod, not what only changes the webhook's warnings (SignalsApp): a new warning must
+	// not report every running pod stale.
+	pod := e.Pod
+	pod.SignalsApp = ""
+	needs, _ := json.Marshal(pod)      // typed: cannot fail
 	data, _ := json.Marshal(container) // typed API fields: cannot fail
 	h := sha256.New()
 	h.Write(needs)

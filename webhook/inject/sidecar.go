@@ -94,6 +94,9 @@ func (b *builder) add(e *catalog.Entry, values, keys map[string]string) {
 			b.pod.Spec.ShareProcessNamespace = &t
 		}
 	}
+	if e.SignalsApp(values) {
+		b.warnSignalUIDs(e, c)
+	}
 	if b.mode == config.ModeNative {
 		always := corev1.ContainerRestartPolicyAlways
 		c.RestartPolicy = &always
@@ -280,6 +283,36 @@ func names(list []corev1.Container) []string {
 		out[i] = c.Name
 	}
 	return out
+}
+
+// warnSignalUIDs warns when the sidecar signals the app's processes but an app container runs as another
+// UID than the sidecar: without CAP_KILL the kernel refuses the signal, and the catalog adds no capability
+// (Pod Security restricted forbids it). A container whose UID comes from its image is not judged.
+func (b *builder) warnSignalUIDs(e *catalog.Entry, c *corev1.Container) {
+	if c.SecurityContext == nil || c.SecurityContext.RunAsUser == nil {
+		return
+	}
+	sidecarUID := *c.SecurityContext.RunAsUser
+	var others []string
+	for _, app := range b.pod.Spec.Containers {
+		if _, sidecar := b.cfg.Catalog.Get(app.Name); sidecar {
+			continue // one of Outrigger's, from an earlier invocation in containers mode
+		}
+		uid := (*int64)(nil)
+		if b.pod.Spec.SecurityContext != nil {
+			uid = b.pod.Spec.SecurityContext.RunAsUser
+		}
+		if app.SecurityContext != nil && app.SecurityContext.RunAsUser != nil {
+			uid = app.SecurityContext.RunAsUser
+		}
+		if uid != nil && *uid != sidecarUID {
+			others = append(others, fmt.Sprintf("%s (UID %d)", app.Name, *uid))
+		}
+	}
+	if len(others) > 0 {
+		b.warnings = append(b.warnings, fmt.Sprintf("outrigger: %s signals the app's processes as UID %d, but %s runs as another UID: the kernel refuses the signal without CAP_KILL, which Outrigger does not add (Pod Security restricted forbids it); run the app as UID %d or reload it another way (%s's parameters)",
+			e.Name, sidecarUID, strings.Join(others, ", "), sidecarUID, e.Name))
+	}
 }
 
 // warnPortConflicts warns when the sidecar declares a port another container declares too: one of them
