@@ -42,6 +42,10 @@ type File struct {
 	SidecarMode string `json:"sidecarMode,omitempty"`
 	// InjectHostNetwork injects into hostNetwork pods too (default false: their ports are the node's).
 	InjectHostNetwork bool `json:"injectHostNetwork,omitempty"`
+	// AllowHostPID lets a sidecar that shares the pod's PID namespace (topz; config-sync with a
+	// reload-process) into a hostPID pod, where it sees every process of the node and topz serves their
+	// command lines over HTTP. Default false: such a pod is refused with the reason.
+	AllowHostPID bool `json:"allowHostPID,omitempty"`
 	// Images completes the built-in entries' image names.
 	Images Images `json:"images,omitempty"`
 	// Sidecars are the operator's catalog entries, added to (or replacing) the built-in ones by name.

@@ -87,8 +87,10 @@ func (b *builder) add(e *catalog.Entry, values, keys map[string]string) {
 	if e.SharesProcessNamespace(values) {
 		if sp := b.pod.Spec.ShareProcessNamespace; sp != nil && !*sp {
 			b.problem("sidecar %s needs a shared PID namespace, but the pod sets spec.shareProcessNamespace: false; remove that field or drop %s", e.Name, e.Name)
+		} else if b.pod.Spec.HostPID && !b.cfg.AllowHostPID {
+			b.problem("sidecar %s would see every process of the node: the pod uses hostPID; drop %s, or set allowHostPID: true in the injector's config", e.Name, e.Name)
 		} else if b.pod.Spec.HostPID {
-			b.warnings = append(b.warnings, fmt.Sprintf("outrigger: %s sees the node's processes: the pod uses hostPID", e.Name))
+			b.warnings = append(b.warnings, fmt.Sprintf("outrigger: %s sees the node's processes: the pod uses hostPID (allowed by the injector's config)", e.Name))
 		} else {
 			t := true
 			b.pod.Spec.ShareProcessNamespace = &t

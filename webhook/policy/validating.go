@@ -276,6 +276,10 @@ func (r *renderer) entryValidations(i int, e *catalog.Entry, add func(expression
 	if sp := sharesPID(i, e); sp != "false" {
 		add(fmt.Sprintf("!%s || !(%s) || !(has(object.spec.shareProcessNamespace) && !object.spec.shareProcessNamespace)", absent, sp),
 			str(fmt.Sprintf("outrigger: sidecar %s needs a shared PID namespace, but the pod sets spec.shareProcessNamespace: false; remove that field or drop %s", e.Name, e.Name)))
+		if !r.cfg.AllowHostPID {
+			add(fmt.Sprintf("!variables.requested.exists(n, n == %s) || !(%s) || !(has(object.spec.hostPID) && object.spec.hostPID)", str(e.Name), sp),
+				str(fmt.Sprintf("outrigger: sidecar %s would see every process of the node: the pod uses hostPID; drop %s, or set allowHostPID: true in the injector's config", e.Name, e.Name)))
+		}
 	}
 }
 
