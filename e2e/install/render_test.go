@@ -16,6 +16,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -191,6 +192,7 @@ func checkChartPromises(t *testing.T, mode, ns string, objs []*unstructured.Unst
 	if sel, _ := metav1.LabelSelectorAsSelector(pdb.Spec.Selector); !sel.Matches(podLabels) || pdb.Spec.MaxUnavailable.IntValue() != 1 {
 		t.Errorf("PodDisruptionBudget %+v: want maxUnavailable 1 over the webhook's pods", pdb.Spec)
 	}
+	checkNetworkPolicy(t, objs, podLabels, c)
 	var svc corev1.Service
 	into(t, find(t, objs, "Service", "outrigger-webhook"), &svc)
 	if !labels.SelectorFromSet(svc.Spec.Selector).Matches(podLabels) || svc.Spec.Ports[0].Port != 443 || svc.Spec.Ports[0].TargetPort.StrVal != c.Ports[0].Name {
@@ -252,6 +254,40 @@ func checkChartPromises(t *testing.T, mode, ns string, objs []*unstructured.Unst
 	wantMode := map[string]string{"cert-manager": "files", "provided": "files", "self-managed": "self-managed"}[mode]
 	if env["CERT_MODE"] != wantMode {
 		t.Errorf("CERT_MODE=%q, want %q", env["CERT_MODE"], wantMode)
+	}
+}
+
+// checkNetworkPolicy: the webhook's pods take the API server's calls and the kubelet's probes from
+// anywhere, and /metrics (plain HTTP, no authentication) only from the chart's metricsFrom peers.
+func checkNetworkPolicy(t *testing.T, objs []*unstructured.Unstructured, podLabels labels.Set, c corev1.Container) {
+	t.Helper()
+	var np networkingv1.NetworkPolicy
+	into(t, find(t, objs, "NetworkPolicy", "outrigger-webhook"), &np)
+	if sel, _ := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector); !sel.Matches(podLabels) || !slices.Equal(np.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) {
+		t.Errorf("NetworkPolicy %+v: want an ingress policy over the webhook's pods", np.Spec)
+	}
+	ports := map[string]int32{}
+	for _, p := range c.Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	open, peers := map[int32]bool{}, map[int32]int{}
+	for _, rule := range np.Spec.Ingress {
+		for _, p := range rule.Ports {
+			if len(rule.From) == 0 {
+				open[p.Port.IntVal] = true
+			}
+			peers[p.Port.IntVal] += len(rule.From)
+		}
+	}
+	for name, port := range ports {
+		switch {
+		case strings.Contains(name, "metrics"):
+			if open[port] || peers[port] == 0 {
+				t.Errorf("the metrics port %d is open to %v: want only metricsFrom's peers", port, open[port])
+			}
+		case !open[port]:
+			t.Errorf("port %s (%d) is not open: the API server and the kubelet reach it", name, port)
+		}
 	}
 }
 
