@@ -244,8 +244,13 @@ func checkChartPromises(t *testing.T, mode, ns string, objs []*unstructured.Unst
 
 	var cs rbacv1.ClusterRole
 	into(t, find(t, objs, "ClusterRole", "outrigger-config-sync"), &cs)
-	if len(cs.Rules) != 1 || !slices.Equal(cs.Rules[0].Resources, []string{"configmaps", "secrets"}) || !slices.Equal(cs.Rules[0].Verbs, []string{"get", "list", "watch"}) {
-		t.Errorf("outrigger-config-sync rules %+v", cs.Rules)
+	if len(cs.Rules) != 1 || !slices.Equal(cs.Rules[0].Resources, []string{"configmaps"}) || !slices.Equal(cs.Rules[0].Verbs, []string{"get", "list", "watch"}) {
+		t.Errorf("outrigger-config-sync rules %+v: want get, list, watch on ConfigMaps only (the pod shares the token)", cs.Rules)
+	}
+	for _, o := range objs {
+		if o.GetKind() == "ClusterRole" && o.GetName() == "outrigger-config-sync-secrets" {
+			t.Error("a Secrets role is rendered though configSyncRole.secretNames is empty")
+		}
 	}
 	env := map[string]string{}
 	for _, e := range c.Env {
