@@ -38,6 +38,7 @@ test: deps tools helm ## everything CI runs: gofmt, vet, unit, real peers, e2e t
 	@unformatted=$$($$($(GO) env GOROOT)/bin/gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "not gofmt-formatted (run gofmt -w):" $$unformatted >&2; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) test-race
 	$(MAKE) test-images
 	$(MAKE) test-node
 
@@ -141,6 +142,10 @@ $(LOCALCLUSTER):
 test-node: tools helm images ## run injected pods for real on a local cluster, the webhook installed by helm (needs root and `make deps`)
 	OUTRIGGER_NODE=1 OUTRIGGER_VERSION=$(VERSION) $(GO) test -count=1 -timeout 20m -v ./e2e/node/
 	OUTRIGGER_NODE=1 $(GO) test -count=1 -timeout 10m -v ./e2e/localcluster/
+
+.PHONY: test-race
+test-race: deps tools ## the sidecars, the shared internal packages and the injection core again under the race detector
+	$(GO) test -count=1 -race -timeout 20m ./sidecars/... ./internal/... ./webhook/...
 
 .PHONY: examples
 examples: cluster ## deploy the book's examples on the running cluster, one line of result each

@@ -148,7 +148,7 @@ func TestHTMLRendersEscaped(t *testing.T) {
 	secret := startProcess(t, []string{"TOPZ_TEST_MODE=sleep"}, os.Args[0], secretArgs...)
 	srv := startServer(t, 20*time.Millisecond)
 	resp, body := get(t, "GET", srv.URL+"/topz?sort=pid", map[string]string{"Accept": "text/html,application/xhtml+xml;q=0.9"})
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" || resp.Header.Get("Content-Security-Policy") == "" {
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" || resp.Header.Get("Content-Security-Policy") != "default-src 'none'; style-src 'unsafe-inline'" {
 		t.Fatalf("status %d, headers %v", resp.StatusCode, resp.Header)
 	}
 	doc, err := html.Parse(strings.NewReader(body))
