@@ -65,7 +65,7 @@ func settings(c *Config) envflag.Set {
 		{Env: "GITSYNC_PERIOD", Default: "10s", Usage: "how long to wait between syncs, at least 10ms", Parse: envflag.Duration(&c.Period, 10*time.Millisecond)},
 		{Env: "GITSYNC_SYNC_TIMEOUT", Default: "120s", Usage: "the time allowed for one whole sync (fetch, checkout, submodules), at least 10ms", Parse: envflag.Duration(&c.SyncTimeout, 10*time.Millisecond)},
 		{Env: "GITSYNC_DEPTH", Default: "1", Usage: "fetch only this many commits of history; 0 fetches the full history", Parse: envflag.Int(&c.Depth, 0, 1<<30)},
-		{Env: "GITSYNC_SUBMODULES", Default: "recursive", Usage: "submodules: recursive, shallow (first level only) or off", Parse: envflag.OneOf(&c.Submodules, "recursive", "shallow", "off")},
+		{Env: "GITSYNC_SUBMODULES", Default: "off", Usage: "submodules: off, shallow (first level only) or recursive; off by default, since a submodule is another repository the sidecar would fetch and check out", Parse: envflag.OneOf(&c.Submodules, "off", "shallow", "recursive")},
 		{Env: "GITSYNC_ROOT", Default: "/git", Usage: "the directory that holds the repository, the checkouts and the link (the shared volume's mount in the sidecar)", Parse: envflag.AbsolutePath(&c.Root)},
 		{Env: "GITSYNC_LINK", Usage: "the symlink to the current checkout, absolute or relative to GITSYNC_ROOT; empty means the repository's name (the app reads <mount-path>/<link>)", Parse: envflag.String(&c.Link)},
 		{Env: "GITSYNC_ONE_TIME", Default: "false", Usage: "sync once, run the hooks once, and exit (an init container)", Parse: envflag.Bool(&c.OneTime), Switch: true},

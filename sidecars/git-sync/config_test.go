@@ -22,7 +22,7 @@ func TestDefaultsMatchKubernetesGitSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Ref != "HEAD" || cfg.Period != 10*time.Second || cfg.Depth != 1 || cfg.SyncTimeout != 120*time.Second ||
-		cfg.MaxFailures != 0 || cfg.Submodules != "recursive" || cfg.WebhookMethod != "POST" || cfg.WebhookSuccessStatus != 200 ||
+		cfg.MaxFailures != 0 || cfg.Submodules != "off" || cfg.WebhookMethod != "POST" || cfg.WebhookSuccessStatus != 200 ||
 		cfg.WebhookTimeout != time.Second || cfg.WebhookBackoff != 3*time.Second || cfg.ExechookTimeout != 30*time.Second ||
 		!cfg.SSHKnownHosts || cfg.SSHKeyFile != "/etc/git-secret/ssh" || cfg.StatusPort != 9803 {
 		t.Errorf("defaults differ from kubernetes/git-sync v4's: %+v", cfg)
@@ -56,7 +56,7 @@ func TestBadValuesNameTheSettingTheValueAndWhatIsAccepted(t *testing.T) {
 		{map[string]string{"GITSYNC_REPO": "https://bob:hunter2@host/r"}, []string{`a password in the URL`, `bob:xxxxx@host`}},
 		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_PERIOD": "1ms"}, []string{`invalid GITSYNC_PERIOD="1ms": want a duration such as 10s or 5m, at least 10ms`}},
 		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_DEPTH": "-1"}, []string{`invalid GITSYNC_DEPTH="-1": want a whole number from 0`}},
-		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_SUBMODULES": "all"}, []string{`invalid GITSYNC_SUBMODULES="all": want one of recursive, shallow, off`}},
+		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_SUBMODULES": "all"}, []string{`invalid GITSYNC_SUBMODULES="all": want one of off, shallow, recursive`}},
 		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_SYNC_ON_SIGNAL": "SIGTERM"}, []string{`invalid GITSYNC_SYNC_ON_SIGNAL="SIGTERM": want one of SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH`}},
 		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_ROOT": "git"}, []string{`invalid GITSYNC_ROOT="git": want an absolute path`}},
 		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_LINK": ".git"}, []string{`invalid GITSYNC_LINK=".git": want a name other than`}},

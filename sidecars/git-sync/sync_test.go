@@ -272,3 +272,31 @@ func TestRestartResumesThePublishedCheckout(t *testing.T) {
 		t.Errorf("a restarted syncer re-published the same commit: %+v", res)
 	}
 }
+
+// A submodule is another repository, possibly another host: the sidecar fetches it only when asked
+// (GITSYNC_SUBMODULES=shallow or recursive). By default the published checkout has the submodule's
+// directory and nothing in it.
+func TestSubmodulesAreOptIn(t *testing.T) {
+	sub := newUpstream(t)
+	sub.Commit(map[string]string{"lib.txt": "from the submodule"})
+	subServer := newHTTPServer(t, sub, "", "")
+	main := newUpstream(t)
+	main.Commit(map[string]string{"index.html": "site"})
+	hostGit(t, main.Work, "submodule", "add", "-q", subServer.URL(), "lib")
+	main.Commit(nil)
+
+	for _, tc := range []struct{ setting, want string }{{"", ""}, {"shallow", "from the submodule"}, {"recursive", "from the submodule"}} {
+		env := map[string]string{}
+		if tc.setting != "" {
+			env["GITSYNC_SUBMODULES"] = tc.setting
+		}
+		cfg := testConfig(t, main.FileURL(), env)
+		mustSync(t, newTestSyncer(t, cfg))
+		if _, got := published(t, cfg, "lib/lib.txt"); got != tc.want {
+			t.Errorf("GITSYNC_SUBMODULES=%q: lib/lib.txt is %q, want %q", tc.setting, got, tc.want)
+		}
+		if _, site := published(t, cfg, "index.html"); site != "site" {
+			t.Errorf("GITSYNC_SUBMODULES=%q: index.html is %q", tc.setting, site)
+		}
+	}
+}
