@@ -8,6 +8,11 @@ name=$1 dockerfile=$2 context=$3 version=$4
 shift 4
 tags=()
 for t in "$@"; do tags+=(-t "$t"); done
+# A context may carry more build arguments (KEY=VALUE lines in build-args), e.g. the versions of what
+# sidecars/<name>/image-context.sh copied into it.
+if [ -f "$context/build-args" ]; then
+  while IFS= read -r arg; do [ -n "$arg" ] && tags+=(--build-arg "$arg"); done < "$context/build-args"
+fi
 if ! out=$(podman build -q --pull=never --build-arg VERSION="$version" "${tags[@]}" -f "$dockerfile" "$context" 2>&1); then
   echo "$out" >&2
   echo "image $name: podman build failed" >&2

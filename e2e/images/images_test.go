@@ -60,6 +60,9 @@ func TestImages(t *testing.T) {
 			if v := img.Config.Labels["org.opencontainers.image.version"]; v != version {
 				t.Errorf("version label %q, want %q", v, version)
 			}
+			if name == "git-sync" {
+				checkGitVersion(t, ref, img.Config.Labels["dev.outrigger.git.version"])
+			}
 			// The binary starts as the image's user on a read-only root filesystem, with nothing to pull.
 			cmd := exec.Command("podman", "run", "--rm", "--read-only", "--pull=never", "--network=none", ref, "--help")
 			if b, err := cmd.CombinedOutput(); err != nil {
@@ -69,4 +72,19 @@ func TestImages(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkGitVersion: git-sync's image runs the host's git (image-context.sh copies it); its label must
+// name the version the image's own git reports, so that a user can see which git a release runs.
+func checkGitVersion(t *testing.T, ref, label string) {
+	t.Helper()
+	out, err := exec.Command("podman", "run", "--rm", "--read-only", "--pull=never", "--network=none", "--entrypoint", "/usr/bin/git", ref, "--version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("git --version in %s: %v\n%s", ref, err, out)
+	}
+	fields := strings.Fields(string(out)) // "git version 2.39.5"
+	if len(fields) < 3 || label == "" || label == "unknown" || fields[2] != label {
+		t.Errorf("label dev.outrigger.git.version=%q, but the image's git says %q", label, strings.TrimSpace(string(out)))
+	}
+	t.Logf("git-sync runs git %s", label)
 }

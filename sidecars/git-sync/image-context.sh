@@ -44,3 +44,10 @@ nonroot:x:65532:
 git-sync:x:65533:
 GROUP
 chmod 1777 "$root/tmp"
+
+# The versions of what the image copies from the host, as build arguments (hack/build-image.sh reads
+# build-args) that become labels: the image says which git (and ssh) it runs, and the image test checks it.
+{
+  echo "GIT_VERSION=$(/usr/bin/git --version | awk '{print $3}')"
+  echo "SSH_VERSION=$(/usr/bin/ssh -V 2>&1 | awk '{print $1}' | tr -d ,)"
+} > "$ctx/build-args"
