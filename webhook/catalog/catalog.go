@@ -199,6 +199,10 @@ func (e *Entry) checkSets(sets string) error {
 			if v.ConfigMap == nil {
 				return fmt.Errorf("%q: volume %s is not a configMap volume", sets, vol)
 			}
+		case "sizeLimit":
+			if v.EmptyDir == nil {
+				return fmt.Errorf("%q: volume %s is not an emptyDir volume", sets, vol)
+			}
 		case "appContainers":
 			if v.AppMountPath == "" {
 				return fmt.Errorf("%q: volume %s is not mounted into the app containers (no appMountPath)", sets, vol)
@@ -213,11 +217,11 @@ func (e *Entry) checkSets(sets string) error {
 func ParseSets(sets string) (volume, field string, err error) {
 	parts := strings.Split(sets, ".")
 	if len(parts) != 3 || parts[0] != "volumes" {
-		return "", "", fmt.Errorf("%q: want volumes.<volume>.secretName, .configMapName, .appMountPath or .appContainers", sets)
+		return "", "", fmt.Errorf("%q: want volumes.<volume>.secretName, .configMapName, .appMountPath, .appContainers or .sizeLimit", sets)
 	}
 	switch parts[2] {
-	case "secretName", "configMapName", "appMountPath", "appContainers":
+	case "secretName", "configMapName", "appMountPath", "appContainers", "sizeLimit":
 		return parts[1], parts[2], nil
 	}
-	return "", "", fmt.Errorf("%q: want volumes.<volume>.secretName, .configMapName, .appMountPath or .appContainers", sets)
+	return "", "", fmt.Errorf("%q: want volumes.<volume>.secretName, .configMapName, .appMountPath, .appContainers or .sizeLimit", sets)
 }

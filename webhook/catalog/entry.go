@@ -55,8 +55,9 @@ type Parameter struct {
 	// Env is the sidecar's ENV variable this parameter sets. Empty for a pod-level parameter (see Sets).
 	Env string `json:"env,omitempty"`
 	// Sets names the pod-level setting a non-ENV parameter controls: "volumes.<volume>.secretName",
-	// "volumes.<volume>.configMapName", "volumes.<volume>.appMountPath", or "volumes.<volume>.appContainers"
-	// (a list of the app containers that get the volume; every app container when unset).
+	// "volumes.<volume>.configMapName", "volumes.<volume>.appMountPath", "volumes.<volume>.appContainers"
+	// (a list of the app containers that get the volume; every app container when unset), or
+	// "volumes.<volume>.sizeLimit" (an emptyDir's size limit, a quantity).
 	Sets string `json:"sets,omitempty"`
 	// Default is the value the sidecar uses when the parameter is not set (documentation, and for an ENV
 	// parameter the binary's own default: a test keeps them equal).

@@ -174,6 +174,10 @@ func (b *builder) addVolume(e *catalog.Entry, c *corev1.Container, v catalog.Vol
 			appPath, appPathKey = value, keys[e.ParamName(p)]
 		case "appContainers":
 			only, onlyKey, onlyValue = envflag.SplitList(value), keys[e.ParamName(p)], value
+		case "sizeLimit":
+			if q, err := resource.ParseQuantity(value); err == nil && vol.EmptyDir != nil { // the type checked it
+				vol.EmptyDir.SizeLimit = &q
+			}
 		}
 	}
 	if vol.Secret != nil && vol.Secret.SecretName == "" || vol.ConfigMap != nil && vol.ConfigMap.Name == "" {

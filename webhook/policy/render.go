@@ -301,6 +301,10 @@ func volumeSource(i int, e *catalog.Entry, v catalog.Volume) string {
 		case field == "configMapName" && vol.ConfigMap != nil:
 			cm := tree["configMap"].(map[string]any)
 			cm["name"] = expr(fmt.Sprintf(`(%s != "" ? %s : %s)`, paramVar(i, j), paramVar(i, j), str(vol.ConfigMap.Name)))
+		case field == "sizeLimit" && vol.EmptyDir != nil && vol.EmptyDir.SizeLimit != nil:
+			// The catalog's own limit when the pod sets none (a limit the catalog lacks could not be left out).
+			ed := tree["emptyDir"].(map[string]any)
+			ed["sizeLimit"] = expr(fmt.Sprintf(`(%s != "" ? %s : %s)`, paramVar(i, j), paramVar(i, j), str(vol.EmptyDir.SizeLimit.String())))
 		}
 	}
 	return literal(tree)
