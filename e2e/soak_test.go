@@ -118,7 +118,7 @@ func TestSoakWithRotationAndReload(t *testing.T) {
 			}
 			reloaded.Store(true)
 		}
-		if n%(total/20) == 0 {
+		if n%max(total/20, 1) == 0 {
 			s := sample{at: n}
 			s.rss, s.goroutines, s.openFD = soakMetrics(t, hook.MetricsURL)
 			samples = append(samples, s)
@@ -154,7 +154,7 @@ func TestSoakWithRotationAndReload(t *testing.T) {
 	if served.Issuer.CommonName != "soak-rotated-ca" {
 		t.Errorf("after the run the webhook serves a certificate issued by %q, not the rotated one", served.Issuer.CommonName)
 	}
-	warm := samples[1] // a fifth of the run: connections and caches in place
+	warm := samples[min(4, len(samples)-1)] // a fifth of the run: connections and caches in place
 	if end.goroutines > warm.goroutines+20 || end.openFD > warm.openFD+10 || end.rss > 1.5*warm.rss {
 		t.Errorf("growth from %d reviews to the end: goroutines %.0f → %.0f, open files %.0f → %.0f, RSS %.1f → %.1f MB",
 			warm.at, warm.goroutines, end.goroutines, warm.openFD, end.openFD, warm.rss/(1<<20), end.rss/(1<<20))

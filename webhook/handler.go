@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -70,6 +71,9 @@ func (i *Injector) handle(ctx context.Context, req admission.Request) (admission
 	var warnings []string
 	if i.Namespaces != nil {
 		labels, annotations, err := i.Namespaces.Lookup(ctx, req.Namespace)
+		if err != nil && !needsNamespace(in) {
+			err = nil // nothing the namespace says could change this pod: never injected here, or opted out
+		}
 		if err != nil && i.FailClosed {
 			return admission.Denied(fmt.Sprintf("outrigger: namespace %s could not be read (%v), so its default sidecars are unknown; "+
 				"the pod is refused under failurePolicy Fail (check that the webhook may get, list and watch namespaces)", req.Namespace, err)), nil
@@ -99,4 +103,18 @@ func (i *Injector) handle(ctx context.Context, req admission.Request) (admission
 	}
 	resp := admission.Patched("", patch...)
 	return resp.WithWarnings(warnings...), res
+}
+
+// needsNamespace reports whether the namespace's labels and annotations could change what in's pod gets:
+// not in a namespace the config never injects, nor for a pod that opts out of everything
+// (outrigger.dev/inject: none). Any other pod may take sidecars or parameter values from its namespace.
+func needsNamespace(in inject.Input) bool {
+	if excluded, _ := in.Config.Excluded(in.Namespace); excluded {
+		return false
+	}
+	switch strings.ToLower(strings.TrimSpace(in.Pod.Annotations[inject.AnnotationInject])) {
+	case "none", "false":
+		return false
+	}
+	return true
 }

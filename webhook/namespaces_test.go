@@ -49,4 +49,27 @@ func TestAnUnreadableNamespaceIsDeniedUnderFailAndAdmittedWithAWarningUnderIgnor
 	}
 }
 
+// What the namespace says cannot change a pod that opts out of everything, nor one in a namespace the
+// config never injects: those are admitted as they are even under Fail.
+func TestAnUnreadableNamespaceDoesNotBlockPodsItCannotChange(t *testing.T) {
+	for _, tc := range []struct {
+		name, config, ns string
+		annotations      map[string]string
+	}{
+		{"opted out", "", "team-a", map[string]string{"outrigger.dev/inject": "none"}},
+		{"an excluded namespace", "excludedNamespaces: [legacy]", "legacy", map[string]string{"outrigger.dev/inject": "topz"}},
+	} {
+		raw, _ := json.Marshal(&corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "p", Annotations: tc.annotations},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
+		})
+		h := testInjector(t, tc.config)
+		h.Namespaces, h.FailClosed = failingLookup{}, true
+		resp := h.Handle(context.Background(), review(tc.ns, raw))
+		if !resp.Allowed || len(resp.Patches) != 0 {
+			t.Errorf("%s: allowed=%v, %d patches, %+v; want admitted unchanged", tc.name, resp.Allowed, len(resp.Patches), resp.Result)
+		}
+	}
+}
+
 var _ webhook.NamespaceLookup = failingLookup{}

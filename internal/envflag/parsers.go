@@ -197,7 +197,8 @@ func CommandName(p *string) func(string) error {
 	}
 }
 
-// Delimiters accepts two characters, an opening and a closing one such as {} ("" is accepted too: unset).
+// Delimiters accepts two characters (two bytes, as the hashing reads them), an opening and a closing one
+// such as {} ("" is accepted too: unset).
 func Delimiters(p *string) func(string) error {
 	return func(s string) error {
 		if s != "" && len(s) != 2 {
@@ -217,7 +218,7 @@ func Signal(p *syscall.Signal, allowed ...string) func(string) error {
 		if s == "" {
 			return nil
 		}
-		name := strings.ToUpper(s)
+		name := asciiUpper(s) // not strings.ToUpper: "ſ" must not become "S"
 		if !strings.HasPrefix(name, "SIG") {
 			name = "SIG" + name
 		}
@@ -237,6 +238,17 @@ func Signal(p *syscall.Signal, allowed ...string) func(string) error {
 		*p = sig
 		return nil
 	}
+}
+
+// asciiUpper upper-cases ASCII letters only.
+func asciiUpper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
 }
 
 // sizeUnits are the suffixes Size accepts, Kubernetes' binary ones.

@@ -80,7 +80,7 @@ func settings(c *Config) envflag.Set {
 		{Env: "UPDATE_FREQUENCY", Default: "60", Usage: "poll period when a watch cannot be held: seconds (10) or a duration (10s, 5m)", Parse: envflag.SecondsOrDuration(&c.UpdateFrequency, time.Second)},
 		{Env: "DEBOUNCE", Default: "200ms", Usage: "quiet time after the last change before the app is told to reload (0s: after every change)", Parse: envflag.Duration(&c.Debounce, 0)},
 		{Env: "RELOAD_PROCESS", Default: "", Usage: "command name of the processes sent RELOAD_SIGNAL after a change (needs a shared PID namespace, which the injector sets; a different UID needs CAP_KILL)", Parse: envflag.CommandName(&c.ReloadProcess)},
-		{Env: "RELOAD_SIGNAL", Default: "HUP", Usage: "signal sent to RELOAD_PROCESS after a change: HUP, USR1, USR2, TERM, KILL...", Parse: envflag.Signal(&c.ReloadSignal)},
+		{Env: "RELOAD_SIGNAL", Default: "HUP", Usage: "signal sent to RELOAD_PROCESS after a change: HUP, USR1, USR2, TERM, KILL...", Parse: reloadSignal(&c.ReloadSignal)},
 		{Env: "RELOAD_URL", Default: "", Usage: "URL requested after a change (e.g. http://localhost:9090/-/reload); a 2xx answer is success", Parse: reloadURL(&c.ReloadURL)},
 		{Env: "RELOAD_METHOD", Default: "POST", Usage: "HTTP method of the RELOAD_URL request", Parse: envflag.OneOf(&c.ReloadMethod, "POST", "PUT", "GET", "PATCH")},
 		{Env: "RELOAD_COMMAND", Default: "", Usage: "command run after a change, split on blanks, no shell (it must exist in the config-sync container)", Parse: command(&c.ReloadCommand)},
@@ -171,5 +171,17 @@ func command(p *[]string) func(string) error {
 	return func(s string) error {
 		*p = strings.Fields(s)
 		return nil
+	}
+}
+
+// reloadSignal is envflag.Signal without its "unset": a reload signal of 0 would send nothing and report
+// every reload done.
+func reloadSignal(p *syscall.Signal) func(string) error {
+	parse := envflag.Signal(p)
+	return func(s string) error {
+		if strings.TrimSpace(s) == "" {
+			return errors.New("want a signal name such as HUP, USR1, USR2, TERM or KILL")
+		}
+		return parse(s)
 	}
 }

@@ -67,6 +67,8 @@ func TestBadValuesNameTheSettingAndWhatIsAccepted(t *testing.T) {
 		{map[string]string{"CONFIGMAP": "a", "UPDATE_FREQUENCY": "soon"}, []string{`invalid UPDATE_FREQUENCY="soon": want seconds (e.g. 10) or a duration (e.g. 10s, 5m), at least 1s`}},
 		{map[string]string{"CONFIGMAP": "a", "UPDATE_FREQUENCY": "0.5"}, []string{`invalid UPDATE_FREQUENCY="0.5": want seconds`}},
 		{map[string]string{"CONFIGMAP": "a", "RELOAD_SIGNAL": "HANGUP"}, []string{`invalid RELOAD_SIGNAL="HANGUP": want a signal name such as HUP, USR1, USR2, TERM or KILL`}},
+		// An empty signal would be signal 0, which sends nothing: refused, not "unset".
+		{map[string]string{"CONFIGMAP": "a", "RELOAD_PROCESS": "nginx", "RELOAD_SIGNAL": ""}, []string{`invalid RELOAD_SIGNAL="": want a signal name`}},
 		{map[string]string{"CONFIGMAP": "a", "RELOAD_PROCESS": "/usr/sbin/nginx"}, []string{`invalid RELOAD_PROCESS="/usr/sbin/nginx": want a command name such as nginx`}},
 		{map[string]string{"CONFIGMAP": "a", "RELOAD_URL": "localhost:9090/-/reload"}, []string{`invalid RELOAD_URL="localhost:9090/-/reload": want an http or https URL`}},
 		{map[string]string{"CONFIGMAP": "a", "RELOAD_METHOD": "post"}, []string{`invalid RELOAD_METHOD="post": want one of POST, PUT, GET, PATCH`}},

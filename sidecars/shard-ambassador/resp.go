@@ -46,11 +46,13 @@ func parseCommand(buf []byte, args [][]byte, maxBulk int64) ([][]byte, int, erro
 		return args, 0, nil
 	}
 	if buf[0] != '*' {
+		// An inline line is bounded by 64 KiB, as redis bounds it, and by MAX_COMMAND_SIZE.
+		limit := min(64<<10, int(maxBulk))
 		i := bytes.IndexByte(buf, '\n')
+		if i > limit || i < 0 && len(buf) > limit {
+			return args, 0, fmt.Errorf("protocol error: inline command too long")
+		}
 		if i < 0 {
-			if len(buf) > 64<<10 {
-				return args, 0, fmt.Errorf("protocol error: inline command too long")
-			}
 			return args, 0, nil
 		}
 		for _, f := range bytes.Fields(buf[:i]) {

@@ -200,8 +200,8 @@ func (e *Entry) checkSets(sets string) error {
 				return fmt.Errorf("%q: volume %s is not a configMap volume", sets, vol)
 			}
 		case "sizeLimit":
-			if v.EmptyDir == nil {
-				return fmt.Errorf("%q: volume %s is not an emptyDir volume", sets, vol)
+			if v.EmptyDir == nil || v.EmptyDir.SizeLimit == nil {
+				return fmt.Errorf("%q: volume %s is not an emptyDir volume with a sizeLimit of its own (the limit when a pod sets none)", sets, vol)
 			}
 		case "appContainers":
 			if v.AppMountPath == "" {

@@ -66,7 +66,7 @@ type Parameter struct {
 	Type string `json:"type"`
 	// Values are the accepted values of an enum, or the only signals a signal accepts (SIGHUP, ...).
 	Values []string `json:"values,omitempty"`
-	// Min and Max bound an int; Min bounds a duration (as a duration string).
+	// Min and Max bound an int, a duration (as durations) or a size (as sizes, 16Mi).
 	Min string `json:"min,omitempty"`
 	Max string `json:"max,omitempty"`
 	// Required parameters must be set by every pod that asks for the sidecar.

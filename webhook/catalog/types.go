@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/outrigger-dev/outrigger/internal/envflag"
@@ -108,6 +109,11 @@ var ParameterTypes = map[string]parameterType{
 	},
 	// signal: a signal by name or number; Values, when set, are the only signals accepted (SIGHUP, ...).
 	"signal": func(p Parameter) (func(string) error, error) {
+		for _, v := range p.Values {
+			if unix.SignalNum(v) == 0 {
+				return nil, fmt.Errorf("values: %q is not a signal name such as SIGHUP", v)
+			}
+		}
 		var sig syscall.Signal
 		return envflag.Signal(&sig, p.Values...), nil
 	},
@@ -207,6 +213,9 @@ func SizeBounds(p Parameter) (min, max int64, err error) {
 		if err := envflag.Size(b.into, 0, 1<<40)(b.text); err != nil {
 			return 0, 0, fmt.Errorf("bound %q: %v", b.text, err)
 		}
+	}
+	if min > max {
+		return 0, 0, fmt.Errorf("min %q is above max %q", p.Min, p.Max)
 	}
 	return min, max, nil
 }

@@ -109,8 +109,8 @@ func valueCheck(p catalog.Parameter) (func(v string) string, bool) {
 			t := v + ".trim()"
 			digits := fmt.Sprintf(`(%s.matches("(Ki|Mi|Gi)$") ? %s.substring(0, %s.size() - 2) : %s)`, t, t, t, t)
 			unit := fmt.Sprintf(`(%s.endsWith("Gi") ? 1073741824 : %s.endsWith("Mi") ? 1048576 : %s.endsWith("Ki") ? 1024 : 1)`, t, t, t)
-			// 13 digits at most: the product stays far inside CEL's int64.
-			return fmt.Sprintf(`%s.matches("^[0-9]{1,13}(Ki|Mi|Gi)?$") && int(%s) * %s >= %d && int(%s) * %s <= %d`, t, digits, unit, min, digits, unit, max)
+			// At most max/unit first, so that the product cannot overflow int64 (13 digits times 2^30 could).
+			return fmt.Sprintf(`%s.matches("^[0-9]{1,13}(Ki|Mi|Gi)?$") && int(%s) <= %d / %s && int(%s) * %s >= %d`, t, digits, max, unit, digits, unit, min)
 		}, true
 	case "quantity":
 		return func(v string) string {
@@ -133,7 +133,7 @@ func signals(allowed []string) (names, numbers []string) {
 
 // want is the "want ..." part of p.Check's error, for the denial message.
 func want(p catalog.Parameter) string {
-	for _, probe := range []string{"\x01", "-1", "99999999999"} {
+	for _, probe := range []string{"\x01", "-1", "99999999999", "a/b c"} {
 		if err := p.Check(probe); err != nil {
 			return err.Error()
 		}
