@@ -246,24 +246,30 @@ func setWebhookDown(t *testing.T, ctx context.Context, down bool) {
 	helm(t, "upgrade", release, env.root+"/charts/outrigger", "-n", injectorNamespace, "--reuse-values", "--set", "webhook.failurePolicy="+policy, "--timeout", "3m")
 	kubectl(t, "-n", injectorNamespace, "scale", "deployment/"+webhookDeployment, "--replicas="+replicas)
 	if down {
-		// Gone, not only terminating: a stopping replica keeps serving through its preStop delay
-		// (webhook.shutdownDelaySeconds), and kube-proxy still sends to it when no replica is ready.
-		clustertest.Eventually(t, time.Minute, func() error {
-			list, err := env.cluster.Client().CoreV1().Pods(injectorNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=webhook"})
-			if err != nil {
-				return err
-			}
-			if len(list.Items) > 0 {
-				return fmt.Errorf("%d webhook pods still there", len(list.Items))
-			}
-			return nil
-		})
+		waitWebhookPodsGone(t, ctx)
 		return
 	}
 	kubectl(t, "-n", injectorNamespace, "rollout", "status", "deployment/"+webhookDeployment, "--timeout=2m")
 	if err := waitInjecting(ctx, "day-two-probe", 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// waitWebhookPodsGone waits until no webhook pod is left: gone, not only terminating, since a stopping
+// replica keeps serving through its preStop delay (webhook.shutdownDelaySeconds), and kube-proxy still
+// sends to it when no replica is ready.
+func waitWebhookPodsGone(t *testing.T, ctx context.Context) {
+	t.Helper()
+	clustertest.Eventually(t, time.Minute, func() error {
+		list, err := env.cluster.Client().CoreV1().Pods(injectorNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=webhook"})
+		if err != nil {
+			return err
+		}
+		if len(list.Items) > 0 {
+			return fmt.Errorf("%d webhook pods still there", len(list.Items))
+		}
+		return nil
+	})
 }
 
 func writeFile(t *testing.T, path, content string) {

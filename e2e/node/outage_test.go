@@ -33,16 +33,7 @@ func TestAnOutageRefusesNamingTheWebhookAndSparesTheSystem(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	clustertest.Eventually(t, time.Minute, func() error {
-		list, err := env.cluster.Client().CoreV1().Pods(injectorNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=webhook"})
-		if err != nil {
-			return err
-		}
-		if len(list.Items) > 0 {
-			return fmt.Errorf("%d webhook pods still there", len(list.Items))
-		}
-		return nil
-	})
+	waitWebhookPodsGone(t, ctx)
 
 	var refusal error
 	clustertest.Eventually(t, time.Minute, func() error {
