@@ -6,7 +6,9 @@ package catalogtest
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -81,7 +83,7 @@ func CatalogProblems(name string, set envflag.Set) []string {
 			}
 		}
 	}
-	for _, env := range sortedKeys(catalogEnv) {
+	for _, env := range slices.Sorted(maps.Keys(catalogEnv)) {
 		if !known[env] {
 			add("catalog: parameter %s is not a setting of the binary", env)
 		}
@@ -136,13 +138,4 @@ func Probes(p catalog.Parameter) []string {
 	}
 	sort.Strings(values)
 	return values
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
