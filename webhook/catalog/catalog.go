@@ -120,6 +120,9 @@ func (e *Entry) Validate() error {
 			add("%s: type %q: want one of %s", where, p.Type, strings.Join(TypeNames(), ", "))
 			continue
 		}
+		if p.Probed && p.Type != "host-port" {
+			add("%s: probed: only a host-port listen address can be probed, not a %s", where, p.Type)
+		}
 		check, err := t(p)
 		if err != nil {
 			add("%s: %v", where, err)

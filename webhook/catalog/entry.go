@@ -71,6 +71,9 @@ type Parameter struct {
 	Max string `json:"max,omitempty"`
 	// Required parameters must be set by every pod that asks for the sidecar.
 	Required bool `json:"required,omitempty"`
+	// Probed marks a host-port listen address that the kubelet's probes reach: a loopback host is refused,
+	// since the probes come from outside the pod's loopback and would fail until the container restarts.
+	Probed bool `json:"probed,omitempty"`
 	// Doc is one line for `outrigger sidecars` and denial messages.
 	Doc string `json:"doc"`
 	// DefaultSource says where Default comes from when not the catalog: the config file's resources

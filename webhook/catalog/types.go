@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"fmt"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -197,7 +198,13 @@ func (p Parameter) Check(value string) error {
 		// the catalog knows can either.
 		return fmt.Errorf("must not contain a NUL byte")
 	}
-	return check(value)
+	if err := check(value); err != nil {
+		return err
+	}
+	if p.Probed && loopbackHost(value) {
+		return fmt.Errorf("want an address the kubelet's probes can reach, such as :8080: they come from outside the pod's loopback, so the container would fail them and restart (keep the port private with a NetworkPolicy instead)")
+	}
+	return nil
 }
 
 // SizeBounds are a size parameter's Min and Max in bytes (1 and 1 TiB when unset).
@@ -218,4 +225,17 @@ func SizeBounds(p Parameter) (min, max int64, err error) {
 		return 0, 0, fmt.Errorf("min %q is above max %q", p.Min, p.Max)
 	}
 	return min, max, nil
+}
+
+// loopbackHost reports whether host:port listens on loopback only (localhost, 127.0.0.0/8, ::1).
+func loopbackHost(hostPort string) bool {
+	host, _, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -77,7 +77,12 @@ func valueCheck(p catalog.Parameter) (func(v string) string, bool) {
 	case "host-port":
 		return func(v string) string {
 			port := fmt.Sprintf(`%s.substring(%s.lastIndexOf(":") + 1)`, v, v)
-			return fmt.Sprintf(`%s.matches("^(\\[[^\\]]*\\]|[^:\\[\\]]*):[0-9]{1,5}$") && int(%s) >= 1 && int(%s) <= 65535`, v, port, port)
+			c := fmt.Sprintf(`%s.matches("^(\\[[^\\]]*\\]|[^:\\[\\]]*):[0-9]{1,5}$") && int(%s) >= 1 && int(%s) <= 65535`, v, port, port)
+			if p.Probed { // as catalog.loopbackHost: localhost, 127.0.0.0/8, ::1
+				host := fmt.Sprintf(`%s.substring(0, %s.lastIndexOf(":"))`, v, v)
+				c += fmt.Sprintf(` && !(%s == "localhost" || %s.matches("^127\\.[0-9]+\\.[0-9]+\\.[0-9]+$") || %s in ["[::1]", "[0:0:0:0:0:0:0:1]"])`, host, host, host)
+			}
+			return c
 		}, true
 	case "absolute-path":
 		return func(v string) string { return fmt.Sprintf(`%s.startsWith("/") && !%s.contains(":")`, v, v) }, true

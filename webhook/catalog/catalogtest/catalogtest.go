@@ -75,10 +75,11 @@ func CatalogProblems(name string, set envflag.Set) []string {
 			case catalogErr == nil && binaryErr != nil:
 				// The worst disagreement: the webhook admits a pod whose sidecar then refuses to start.
 				add("catalog: %s (type %s) accepts %q, but the binary refuses it: %v", v.Env, p.Type, value, binaryErr)
-			case catalogErr != nil && binaryErr == nil && p.Type != "absolute-path":
+			case catalogErr != nil && binaryErr == nil && p.Type != "absolute-path" && !(p.Probed && value == "127.0.0.1:8080"):
 				// A denial the sidecar would not have needed. absolute-path is the one type stricter on
 				// purpose: in a pod a relative path resolves against the image's working directory, so the
-				// injector refuses it, while the binary run by hand takes it relative to where it runs.
+				// injector refuses it, while the binary run by hand takes it relative to where it runs. So is a
+				// probed listen address on loopback: fine by hand, a restart loop in a pod.
 				add("catalog: %s (type %s) refuses %q (%v), but the binary accepts it", v.Env, p.Type, value, catalogErr)
 			}
 		}
