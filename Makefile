@@ -162,6 +162,7 @@ fuzz: ## fuzz decode → inject → patch, https-proxy's head parser against net
 	$(GO) test -run '^$$' -fuzz FuzzRequestFastPath -fuzztime 60s ./sidecars/https-proxy/httphead/
 	$(GO) test -run '^$$' -fuzz FuzzResponseFastPath -fuzztime 60s ./sidecars/https-proxy/httphead/
 	$(GO) test -run '^$$' -fuzz FuzzRedisCommand -fuzztime 60s ./sidecars/shard-ambassador/
+	$(GO) test -run '^$$' -fuzz FuzzMemcacheClient -fuzztime 60s ./sidecars/shard-ambassador/
 
 .PHONY: clean
 clean: ## remove build output (keeps ./bin, the slow control-plane build)

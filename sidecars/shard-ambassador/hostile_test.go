@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -38,6 +39,29 @@ func hostileExchange(t *testing.T, addr string, input []byte, wait time.Duration
 	}
 	_, err = io.Copy(io.Discard, c)
 	return strings.TrimSuffix(string(line), "\r"), !timedOut(err)
+}
+
+// sendAndHangUp sends input on a new connection, closes its writing half (the proxy reads the end of the
+// input) and reads what comes back until the proxy closes too. A proxy that neither answers nor closes
+// within 5 s fails the test.
+func sendAndHangUp(t *testing.T, addr string, input []byte) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	go func() {
+		c.Write(input)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("after %q and the client's end of input, the proxy neither closed nor stopped sending", input)
+		}
+	}
 }
 
 // allocatedDuring is how many bytes the process allocated while f ran.
@@ -107,7 +131,7 @@ func TestMemcacheHostileInputIsRefusedWithinItsBounds(t *testing.T) {
 		input      []byte
 	}{
 		{"a 10 MB value", "SERVER_ERROR object too large for cache: shard-ambassador: command larger than MAX_COMMAND_SIZE=64Ki", true, []byte("set k 0 0 10485760\r\n" + strings.Repeat("v", 1<<20))},
-		{"a negative length", "CLIENT_ERROR bad data chunk", false, []byte("set k 0 0 -1\r\n")},
+		{"a negative length", "CLIENT_ERROR bad command line format", false, []byte("set k 0 0 -1\r\n")},
 		{"a 1 MB command line", "CLIENT_ERROR", true, bytes.Repeat([]byte("g"), 1<<20)},
 	} {
 		var reply string
@@ -172,4 +196,70 @@ func TestClientConnectionsAreBounded(t *testing.T) {
 	if got := b.do("PING"); got != "+PONG" {
 		t.Fatalf("the remaining client: %s", got)
 	}
+}
+
+// memcached answers a malformed storage line twice (CLIENT_ERROR, then ERROR for the data block it reads
+// as a command). A proxy that forwarded such a line as one request would give the second reply to the
+// client's next request (and the next one's to whoever asks next on the shared shard connection). So
+// the proxy answers these lines itself, as memcached would: a client sees through the proxy exactly the
+// replies memcached gives it directly, line for line. (FuzzMemcacheClient found it.)
+func TestAMalformedStorageLineGetsMemcachedsOwnReplies(t *testing.T) {
+	shard := startMemcached(t, "127.0.0.1", 0)
+	addr := startAmbassador(t, configFor(t, map[string]string{"PROTOCOL": "memcache", "SHARDS": shard.addr + ":1"}))
+	transcript := func(addr, input string) []string {
+		c := dial(t, addr)
+		c.c.SetDeadline(time.Now().Add(5 * time.Second)) // a misaligned reply stream never reaches END
+		c.send([]byte(input))
+		var lines []string
+		for len(lines) == 0 || lines[len(lines)-1] != "END" {
+			lines = append(lines, c.readLine())
+		}
+		return lines
+	}
+	for _, line := range []string{
+		"set k x 0 1", "set k 0 x 1", "set k -1 0 1", "set " + strings.Repeat("k", 300) + " 0 0 1", "cas k 0 0 1 x", "set k 0 0 -1",
+	} {
+		input := line + "\r\nv\r\nget nothing-here\r\n"
+		direct, proxied := transcript(shard.addr, input), transcript(addr, input)
+		// Reply for reply; the data block read as a command is an error either way (memcached's ERROR, or
+		// the proxy's refusal of a command it does not know).
+		isError := func(l string) bool {
+			return l == "ERROR" || strings.HasPrefix(l, "CLIENT_ERROR ") || strings.HasPrefix(l, "SERVER_ERROR ")
+		}
+		if len(direct) != 3 || len(proxied) != 3 || direct[0] != proxied[0] || !isError(direct[1]) || !isError(proxied[1]) || direct[2] != proxied[2] {
+			t.Errorf("%q: memcached answers %q, through the proxy %q", line, direct, proxied)
+		}
+	}
+}
+
+// FuzzMemcacheClient sends arbitrary bytes as a memcache client to the proxy in front of a real memcached,
+// each input on its own connection (MAX_COMMAND_SIZE 64Ki). Whatever comes, the proxy must not panic (a
+// panic ends the test binary), must answer or close within the deadline, and must go on serving a
+// well-behaved client on another connection.
+func FuzzMemcacheClient(f *testing.F) {
+	for _, seed := range []string{
+		"get k\r\n", "set k 0 0 1\r\nv\r\n", "set k 0 0 -1\r\n", "set k 0 0 99999999\r\n", "gets a b c d\r\n",
+		"delete k noreply\r\n", "incr k 1\r\n", "cas k 0 0 1 x\r\nv\r\n", "quit\r\n", "\r\n", "get " + strings.Repeat("k", 300) + "\r\n",
+		"set k 0 0 1\r\nvXY", "verbosity 1\r\n", "stats\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	shard := startMemcached(f, "127.0.0.1", 0)
+	addr := startAmbassador(f, configFor(f, map[string]string{"PROTOCOL": "memcache", "MAX_COMMAND_SIZE": "64Ki", "SHARDS": shard.addr + ":1"}))
+	good, err := net.Dial("tcp", addr)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { good.Close() })
+	goodReader := bufio.NewReader(good)
+	f.Fuzz(func(t *testing.T, input []byte) {
+		sendAndHangUp(t, addr, input)
+		good.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(good, "set fuzz-good 0 0 2\r\nok\r\n"); err != nil {
+			t.Fatalf("after %q, the good client's write: %v", input, err)
+		}
+		if got, err := goodReader.ReadString('\n'); got != "STORED\r\n" {
+			t.Fatalf("after %q, the good client's set: %q %v", input, got, err)
+		}
+	})
 }

@@ -225,6 +225,13 @@ func (c *memcacheSession) parse(buf []byte) (int, error) {
 			c.localLine("CLIENT_ERROR bad command line format")
 			return len(line), nil
 		}
+		if !storageLineOK(args, want) {
+			// memcached answers this line with CLIENT_ERROR and then reads the data block as a command of
+			// its own: two replies to one request, which would hand the second to the next client on the
+			// shared shard connection. So the line is answered here, as memcached answers it.
+			c.localLine("CLIENT_ERROR bad command line format")
+			return len(line), nil
+		}
 		size, err := strconv.Atoi(string(args[4]))
 		if err != nil || size < 0 {
 			c.localLine("CLIENT_ERROR bad data chunk")
@@ -423,6 +430,36 @@ func oneLine(s string) string {
 		}
 		return r
 	}, []byte(s)))
+}
+
+// maxMemcacheKey is memcached's KEY_MAX_LENGTH.
+const maxMemcacheKey = 250
+
+// storageLineOK checks a storage command line ("set <key> <flags> <exptime> <bytes> [<cas>] [noreply]")
+// as memcached does before it reads the data block, a little more strictly (digits only): a line memcached
+// would refuse must never reach it, since it answers such a line twice.
+func storageLineOK(args [][]byte, want int) bool {
+	digits := func(b []byte, bits int) bool {
+		if len(b) == 0 {
+			return false
+		}
+		for _, c := range b {
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+		_, err := strconv.ParseUint(string(b), 10, bits)
+		return err == nil
+	}
+	exptime := args[3]
+	if len(exptime) > 1 && exptime[0] == '-' {
+		exptime = exptime[1:]
+	}
+	ok := len(args[1]) <= maxMemcacheKey && digits(args[2], 32) && digits(exptime, 63) && digits(args[4], 31)
+	if want == 6 { // cas: its unique
+		ok = ok && digits(args[5], 64)
+	}
+	return ok
 }
 
 // errObjectTooLarge is a storage command whose value is larger than MAX_COMMAND_SIZE.
