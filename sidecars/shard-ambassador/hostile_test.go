@@ -216,17 +216,26 @@ func TestAMalformedStorageLineGetsMemcachedsOwnReplies(t *testing.T) {
 		}
 		return lines
 	}
+	// Error lines are compared as errors: the proxy's own refusal of a command it does not know reads
+	// differently from memcached's ERROR; what must match is the reply stream, reply for reply.
+	normalize := func(lines []string) string {
+		out := make([]string, len(lines))
+		for i, l := range lines {
+			out[i] = l
+			if l == "ERROR" || strings.HasPrefix(l, "CLIENT_ERROR ") || strings.HasPrefix(l, "SERVER_ERROR ") {
+				out[i] = "<error>"
+			}
+		}
+		return strings.Join(out, " | ")
+	}
 	for _, line := range []string{
 		"set k x 0 1", "set k 0 x 1", "set k -1 0 1", "set " + strings.Repeat("k", 300) + " 0 0 1", "cas k 0 0 1 x", "set k 0 0 -1",
+		// A CR inside the line is part of a field for memcached, as it is now for the proxy.
+		"set k\rX 0 0 1", "set k 0 0\r1", "get a\rb", "delete k\r",
 	} {
 		input := line + "\r\nv\r\nget nothing-here\r\n"
 		direct, proxied := transcript(shard.addr, input), transcript(addr, input)
-		// Reply for reply; the data block read as a command is an error either way (memcached's ERROR, or
-		// the proxy's refusal of a command it does not know).
-		isError := func(l string) bool {
-			return l == "ERROR" || strings.HasPrefix(l, "CLIENT_ERROR ") || strings.HasPrefix(l, "SERVER_ERROR ")
-		}
-		if len(direct) != 3 || len(proxied) != 3 || direct[0] != proxied[0] || !isError(direct[1]) || !isError(proxied[1]) || direct[2] != proxied[2] {
+		if normalize(direct) != normalize(proxied) {
 			t.Errorf("%q: memcached answers %q, through the proxy %q", line, direct, proxied)
 		}
 	}
@@ -245,7 +254,8 @@ func FuzzMemcacheClient(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	shard := startMemcached(f, "127.0.0.1", 0)
-	addr := startAmbassador(f, configFor(f, map[string]string{"PROTOCOL": "memcache", "MAX_COMMAND_SIZE": "64Ki", "SHARDS": shard.addr + ":1"}))
+	// A generous TIMEOUT: a slow shard on a busy machine is not what this target looks for.
+	addr := startAmbassador(f, configFor(f, map[string]string{"PROTOCOL": "memcache", "MAX_COMMAND_SIZE": "64Ki", "TIMEOUT": "10s", "SHARDS": shard.addr + ":1"}))
 	good, err := net.Dial("tcp", addr)
 	if err != nil {
 		f.Fatal(err)

@@ -75,16 +75,20 @@ func valueSize(line []byte) (int, error) {
 	return size, nil
 }
 
-// fields splits line on spaces (and the trailing \r\n) into out and returns how many fields there were,
-// which may exceed len(out).
+// fields splits line on spaces into out, as memcached's own tokenizer does, after dropping the line's end
+// ("\n" and a "\r" before it), and returns how many fields there were, which may exceed len(out). A "\r"
+// anywhere else is part of a field, as it is for memcached: splitting on it too would make the proxy
+// read another command than the shard (another key, another data length) and lose the reply stream.
 func fields(line []byte, out [][]byte) int {
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
 	n, i := 0, 0
 	for i < len(line) {
-		for i < len(line) && (line[i] == ' ' || line[i] == '\r' || line[i] == '\n') {
+		for i < len(line) && line[i] == ' ' {
 			i++
 		}
 		start := i
-		for i < len(line) && line[i] != ' ' && line[i] != '\r' && line[i] != '\n' {
+		for i < len(line) && line[i] != ' ' {
 			i++
 		}
 		if i > start {
