@@ -262,14 +262,19 @@ func FuzzMemcacheClient(f *testing.F) {
 	}
 	f.Cleanup(func() { good.Close() })
 	goodReader := bufio.NewReader(good)
+	var recent [][]byte // the inputs before this one, in this worker: a failure may be an earlier input's doing
 	f.Fuzz(func(t *testing.T, input []byte) {
+		recent = append(recent, append([]byte(nil), input...))
+		if len(recent) > 8 {
+			recent = recent[1:]
+		}
 		sendAndHangUp(t, addr, input)
 		good.SetDeadline(time.Now().Add(5 * time.Second))
 		if _, err := io.WriteString(good, "set fuzz-good 0 0 2\r\nok\r\n"); err != nil {
 			t.Fatalf("after %q, the good client's write: %v", input, err)
 		}
 		if got, err := goodReader.ReadString('\n'); got != "STORED\r\n" {
-			t.Fatalf("after %q, the good client's set: %q %v", input, got, err)
+			t.Fatalf("after %q (and before it %q), the good client's set: %q %v", input, recent, got, err)
 		}
 	})
 }
