@@ -70,12 +70,12 @@ func TestSoakWithRotationAndReload(t *testing.T) {
 		rss, goroutines, openFD float64
 	}
 	var (
-		sent, failed, reloadSeen atomic.Int64
-		firstErr                 atomic.Value
-		samples                  []sample
+		failed, reloadSeen atomic.Int64
+		firstErr           atomic.Value
+		samples            []sample
 	)
 	rotateAt, reloadAt := total/4, total/2
-	var rotated, reloaded atomic.Bool
+	var reloaded atomic.Bool
 	work := make(chan int, 256)
 	var wg sync.WaitGroup
 	for w := 0; w < 16; w++ {
@@ -101,7 +101,6 @@ func TestSoakWithRotationAndReload(t *testing.T) {
 			time.Sleep(d)
 		}
 		work <- n
-		sent.Add(1)
 		switch {
 		case n == rotateAt:
 			leaf, err := newCA.ServingCert(time.Time{}, "127.0.0.1")
@@ -111,7 +110,6 @@ func TestSoakWithRotationAndReload(t *testing.T) {
 			if err := writeRotated(hook.CertDir, leaf); err != nil {
 				t.Fatal(err)
 			}
-			rotated.Store(true)
 		case n == reloadAt:
 			if err := writeConfigMapVolume(configDir, map[string]string{"config.yaml": "resources: {topz: {requests: {cpu: 3m}}}\n"}); err != nil {
 				t.Fatal(err)

@@ -78,7 +78,9 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-func runGolden(t *testing.T, file string) {
+// readCase reads a case file and parses its config.
+func readCase(t *testing.T, file string) (goldenCase, *config.Config) {
+	t.Helper()
 	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
@@ -89,8 +91,13 @@ func runGolden(t *testing.T, file string) {
 	}
 	cfg, err := config.Parse([]byte(c.Config), "outrigger-system")
 	if err != nil {
-		t.Fatalf("config: %v", err)
+		t.Fatalf("%s: config: %v", file, err)
 	}
+	return c, cfg
+}
+
+func runGolden(t *testing.T, file string) {
+	c, cfg := readCase(t, file)
 	viaWebhook := throughWebhook(t, c, cfg)
 	viaCLI := throughCLI(t, c, cfg)
 	got := marshal(t, viaWebhook)

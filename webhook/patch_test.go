@@ -2,7 +2,6 @@ package webhook_test
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -11,10 +10,8 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	gomodules "gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/outrigger-dev/outrigger/webhook"
-	"github.com/outrigger-dev/outrigger/webhook/config"
 	"github.com/outrigger-dev/outrigger/webhook/inject"
 )
 
@@ -82,18 +79,7 @@ func goldenInjections(t *testing.T) map[string][2]*corev1.Pod {
 		if strings.HasSuffix(f, ".golden.yaml") {
 			continue
 		}
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var c goldenCase
-		if err := yaml.UnmarshalStrict(data, &c); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		cfg, err := config.Parse([]byte(c.Config), "outrigger-system")
-		if err != nil {
-			t.Fatalf("%s: config: %v", f, err)
-		}
+		c, cfg := readCase(t, f)
 		res, err := inject.Inject(inject.Input{Pod: &c.Pod, Namespace: c.Namespace.Name, Config: cfg,
 			NamespaceLabels: c.Namespace.Labels, NamespaceAnnotations: c.Namespace.Annotations})
 		if err != nil || !res.Changed {

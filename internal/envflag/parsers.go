@@ -226,14 +226,11 @@ func Signal(p *syscall.Signal, allowed ...string) func(string) error {
 		if n, err := strconv.Atoi(s); err == nil && strconv.Itoa(n) == s && unix.SignalName(syscall.Signal(n)) != "" {
 			sig, name = syscall.Signal(n), unix.SignalName(syscall.Signal(n))
 		}
-		if sig == 0 {
-			if len(allowed) > 0 {
-				return fmt.Errorf("want one of %s (by name or number)", strings.Join(allowed, ", "))
-			}
-			return fmt.Errorf("want a signal name such as HUP, USR1, USR2, TERM or KILL")
-		}
-		if len(allowed) > 0 && !slices.Contains(allowed, name) {
+		if len(allowed) > 0 && (sig == 0 || !slices.Contains(allowed, name)) {
 			return fmt.Errorf("want one of %s (by name or number)", strings.Join(allowed, ", "))
+		}
+		if sig == 0 {
+			return fmt.Errorf("want a signal name such as HUP, USR1, USR2, TERM or KILL")
 		}
 		*p = sig
 		return nil

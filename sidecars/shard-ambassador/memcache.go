@@ -133,14 +133,7 @@ func serveMemcache(b *backend, m *metrics, s session) error {
 		for len(c.slots) < maxBatch && !c.quit {
 			n, err := c.parse(c.rbuf[consumed:c.w])
 			if err != nil {
-				c.settle()
-				if tooLarge := (errObjectTooLarge{}); errors.As(err, &tooLarge) {
-					c.out.WriteString("SERVER_ERROR object too large for cache: " + err.Error() + "\r\n")
-				} else {
-					c.out.WriteString("CLIENT_ERROR " + err.Error() + "\r\n")
-				}
-				c.out.Flush()
-				return err
+				return c.refuse(err)
 			}
 			if n == 0 {
 				break
@@ -149,10 +142,8 @@ func serveMemcache(b *backend, m *metrics, s session) error {
 		}
 		if len(c.slots) == 0 && !c.quit {
 			if err := c.fill(); err != nil {
-				if tooLarge := (errCommandTooLarge{}); errors.As(err, &tooLarge) {
-					c.settle()
-					c.out.WriteString("SERVER_ERROR object too large for cache: " + err.Error() + "\r\n")
-					c.out.Flush()
+				if errors.As(err, new(errCommandTooLarge)) {
+					return c.refuse(err)
 				}
 				return err
 			}
@@ -236,15 +227,11 @@ func (c *memcacheSession) parse(buf []byte) (int, error) {
 			c.localLine("CLIENT_ERROR bad command line format")
 			return len(line), nil
 		}
-		size, err := strconv.Atoi(string(args[4]))
-		if err != nil || size < 0 {
-			c.localLine("CLIENT_ERROR bad data chunk")
-			return len(line), nil
-		}
+		size, _ := strconv.Atoi(string(args[4])) // digits that fit, storageLineOK checked
 		if int64(size) > c.b.cfg.MaxCommandSize {
 			// memcached answers "object too large for cache" and skips the data; here the data is not read
 			// (it could be anything up to 2 GB), so the connection is closed after the reply.
-			return 0, errObjectTooLarge{errCommandTooLarge{c.b.cfg.MaxCommandSize}}
+			return 0, errCommandTooLarge{c.b.cfg.MaxCommandSize}
 		}
 		total := len(line) + size + 2
 		if total > len(buf) {
@@ -466,5 +453,14 @@ func storageLineOK(args [][]byte, want int) bool {
 	return ok
 }
 
-// errObjectTooLarge is a storage command whose value is larger than MAX_COMMAND_SIZE.
-type errObjectTooLarge struct{ errCommandTooLarge }
+// refuse answers the error that ends the client's connection, as memcached words it, and returns it.
+func (c *memcacheSession) refuse(err error) error {
+	c.settle()
+	if errors.As(err, new(errCommandTooLarge)) {
+		c.out.WriteString("SERVER_ERROR object too large for cache: " + err.Error() + "\r\n")
+	} else {
+		c.out.WriteString("CLIENT_ERROR " + err.Error() + "\r\n")
+	}
+	c.out.Flush()
+	return err
+}

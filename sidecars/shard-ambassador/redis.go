@@ -38,11 +38,7 @@ func serveRedis(b *backend, m *metrics, s session) error {
 			args, n, err := parseCommand(c.rbuf[c.r:c.w], c.args, c.b.cfg.MaxCommandSize)
 			c.args = args
 			if err != nil {
-				c.settle()
-				c.local = appendError(c.local[:0], "ERR "+err.Error())
-				c.out.Write(c.local)
-				c.out.Flush()
-				return err
+				return c.refuse(err)
 			}
 			if n == 0 {
 				break
@@ -58,10 +54,8 @@ func serveRedis(b *backend, m *metrics, s session) error {
 		}
 		if len(c.slots) == 0 {
 			if err := c.fill(); err != nil {
-				if tooLarge := (errCommandTooLarge{}); errors.As(err, &tooLarge) {
-					c.settle()
-					c.out.Write(appendError(nil, "ERR "+err.Error()))
-					c.out.Flush()
+				if errors.As(err, new(errCommandTooLarge)) {
+					return c.refuse(err)
 				}
 				return err
 			}
@@ -80,6 +74,16 @@ func serveRedis(b *backend, m *metrics, s session) error {
 			return nil
 		}
 	}
+}
+
+// refuse answers the error that ends the client's connection (a protocol error, a command over
+// MAX_COMMAND_SIZE) and returns it.
+func (c *redisSession) refuse(err error) error {
+	c.settle()
+	c.local = appendError(c.local[:0], "ERR "+err.Error())
+	c.out.Write(c.local)
+	c.out.Flush()
+	return err
 }
 
 // redisErrorLine is the reply for a request that failed at its shard.
