@@ -44,6 +44,9 @@ func privilegeGained(cfg *config.Config, submitted, injected *corev1.Pod) string
 			if sc.Capabilities != nil && len(sc.Capabilities.Add) > 0 {
 				gained = append(gained, fmt.Sprintf("container %s adds capabilities %v", c.Name, sc.Capabilities.Add))
 			}
+			if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser != nil && *sc.RunAsUser == 0 {
+				gained = append(gained, "container "+c.Name+" may run as root")
+			}
 			if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
 				gained = append(gained, "container "+c.Name+" may escalate privileges")
 			}

@@ -35,11 +35,13 @@ done
 copy /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 cat > "$root/etc/passwd" <<'PASSWD'
 root:x:0:0:root:/root:/sbin/nologin
-nonroot:x:65532:65532:git-sync:/tmp:/sbin/nologin
+outrigger-git-sync:x:64104:64104:git-sync (its catalog UID):/tmp:/sbin/nologin
+nonroot:x:65532:65532:nonroot:/tmp:/sbin/nologin
 git-sync:x:65533:65533:git-sync (kubernetes/git-sync's UID):/tmp:/sbin/nologin
 PASSWD
 cat > "$root/etc/group" <<'GROUP'
 root:x:0:
+outrigger-git-sync:x:64104:
 nonroot:x:65532:
 git-sync:x:65533:
 GROUP

@@ -166,7 +166,7 @@ func (e *Entry) Validate() error {
 		if v.AppMountPath != "" && !path.IsAbs(v.AppMountPath) {
 			add("pod.volumes[%d] (%s).appMountPath %q: want an absolute path", i, v.Name, v.AppMountPath)
 		}
-		if v.When != "" && !seen[v.When] {
+		if name := strings.TrimPrefix(v.When, "!"); v.When != "" && !seen[name] {
 			add("pod.volumes[%d] (%s).when: %q is not a parameter of this entry", i, v.Name, v.When)
 		}
 		if v.EmptyDir == nil && v.Secret == nil && v.ConfigMap == nil && v.Projected == nil && v.DownwardAPI == nil {

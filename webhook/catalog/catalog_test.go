@@ -88,3 +88,34 @@ func TestDurationBounds(t *testing.T) {
 		t.Errorf("error %v does not say the bounds", err)
 	}
 }
+
+// TestEachSidecarHasAUIDOfItsOwn: the kernel lets a process read another's /proc/<pid>/root and environ
+// only when both run as the same UID (or it has CAP_SYS_PTRACE). topz and config-sync share the pod's PID
+// namespace, so a sidecar running as a UID an app commonly uses, or as another sidecar's, would hand that
+// app its TLS key, git credentials or token.
+func TestEachSidecarHasAUIDOfItsOwn(t *testing.T) {
+	// root, nginx, redis, www-data, the usual first user, bitnami's, distroless's nonroot, nobody.
+	common := map[int64]string{0: "root", 101: "nginx", 999: "redis", 33: "www-data", 1000: "the first user",
+		1001: "bitnami's images", 65532: "distroless's nonroot", 65534: "nobody"}
+	entries, err := Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int64]string{}
+	for _, e := range entries {
+		sc := e.Container.SecurityContext
+		if sc == nil || sc.RunAsUser == nil || sc.RunAsGroup == nil {
+			t.Errorf("%s: no runAsUser/runAsGroup", e.Name)
+			continue
+		}
+		for _, id := range []int64{*sc.RunAsUser, *sc.RunAsGroup} {
+			if who, ok := common[id]; ok {
+				t.Errorf("%s runs as %d, the ID of %s", e.Name, id, who)
+			}
+		}
+		if other, ok := seen[*sc.RunAsUser]; ok && other != e.Name {
+			t.Errorf("%s and %s share UID %d", e.Name, other, *sc.RunAsUser)
+		}
+		seen[*sc.RunAsUser] = e.Name
+	}
+}

@@ -110,8 +110,32 @@ type Volume struct {
 	// AppReadOnly mounts it read-only in the app containers.
 	AppReadOnly bool `json:"appReadOnly,omitempty"`
 	// When names a parameter: the volume (and its mounts) is added only when the pod sets it, e.g. a
-	// credentials Secret that only some pods have.
+	// credentials Secret that only some pods have; "!name": only when the pod does not set it.
 	When string `json:"when,omitempty"`
+}
+
+// Added reports whether the volume is added given the parameter values (When).
+func (v Volume) Added(values map[string]string) bool {
+	if name, ok := strings.CutPrefix(v.When, "!"); ok {
+		return values[name] == ""
+	}
+	return v.When == "" || values[v.When] != ""
+}
+
+// NeedsServiceAccount reports whether the volume projects the service account's token, which the API
+// server accepts only in a pod that names its service account (its ServiceAccount admission plugin sets
+// spec.serviceAccountName before the webhooks run; a cluster without the plugin leaves it empty, and the
+// injector then leaves such a volume out).
+func (v Volume) NeedsServiceAccount() bool {
+	if v.Projected == nil {
+		return false
+	}
+	for _, src := range v.Projected.Sources {
+		if src.ServiceAccountToken != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // ParamName is the annotation parameter name of p within e.

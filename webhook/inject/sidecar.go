@@ -97,7 +97,7 @@ func (b *builder) add(e *catalog.Entry, values, keys map[string]string) {
 		}
 	}
 	if e.SignalsApp(values) {
-		b.warnSignalUIDs(e, c)
+		b.signalAsAppUID(e, c)
 	}
 	if b.mode == config.ModeNative {
 		always := corev1.ContainerRestartPolicyAlways
@@ -149,7 +149,7 @@ func (b *builder) setResources(e *catalog.Entry, c *corev1.Container, values, ke
 // addVolume adds e's volume v to the pod (unless one of that name is there), mounts it into the sidecar,
 // and, when it has an app mount path, into every app container.
 func (b *builder) addVolume(e *catalog.Entry, c *corev1.Container, v catalog.Volume, values, keys map[string]string) {
-	if v.When != "" && values[v.When] == "" {
+	if !v.Added(values) || v.NeedsServiceAccount() && b.pod.Spec.ServiceAccountName == "" {
 		return
 	}
 	vol := corev1.Volume{Name: v.Name, VolumeSource: *v.VolumeSource.DeepCopy()}
@@ -291,15 +291,18 @@ func names(list []corev1.Container) []string {
 	return out
 }
 
-// warnSignalUIDs warns when the sidecar signals the app's processes but an app container runs as another
-// UID than the sidecar: without CAP_KILL the kernel refuses the signal, and the catalog adds no capability
-// (Pod Security restricted forbids it). A container whose UID comes from its image is not judged.
-func (b *builder) warnSignalUIDs(e *catalog.Entry, c *corev1.Container) {
+// signalAsAppUID lets a sidecar that signals the app's processes run as the app's UID. The kernel refuses a
+// signal to another UID's process without CAP_KILL, which Outrigger never adds (Pod Security restricted
+// forbids it), and every sidecar otherwise runs as a UID of its own. The app's UID is known only from the
+// pod's or the container's runAsUser: when one comes from an image, or the app containers disagree, or
+// the app runs as root, the sidecar keeps its own UID and a warning says what to set.
+func (b *builder) signalAsAppUID(e *catalog.Entry, c *corev1.Container) {
 	if c.SecurityContext == nil || c.SecurityContext.RunAsUser == nil {
 		return
 	}
-	sidecarUID := *c.SecurityContext.RunAsUser
-	var others []string
+	own := *c.SecurityContext.RunAsUser
+	var uids []int64
+	var known, fromImage []string
 	for _, app := range b.pod.Spec.Containers {
 		if _, sidecar := b.cfg.Catalog.Get(app.Name); sidecar {
 			continue // one of Outrigger's, from an earlier invocation in containers mode
@@ -311,13 +314,39 @@ func (b *builder) warnSignalUIDs(e *catalog.Entry, c *corev1.Container) {
 		if app.SecurityContext != nil && app.SecurityContext.RunAsUser != nil {
 			uid = app.SecurityContext.RunAsUser
 		}
-		if uid != nil && *uid != sidecarUID {
-			others = append(others, fmt.Sprintf("%s (UID %d)", app.Name, *uid))
+		if uid == nil {
+			fromImage = append(fromImage, app.Name)
+			continue
+		}
+		known = append(known, fmt.Sprintf("%s (UID %d)", app.Name, *uid))
+		if !slices.Contains(uids, *uid) {
+			uids = append(uids, *uid)
 		}
 	}
-	if len(others) > 0 {
-		b.warnings = append(b.warnings, fmt.Sprintf("outrigger: %s signals the app's processes as UID %d, but %s runs as another UID: the kernel refuses the signal without CAP_KILL, which Outrigger does not add (Pod Security restricted forbids it); run the app as UID %d or reload it another way (%s's parameters)",
-			e.Name, sidecarUID, strings.Join(others, ", "), sidecarUID, e.Name))
+	switch {
+	case len(fromImage) > 0:
+		b.warnings = append(b.warnings, fmt.Sprintf("outrigger: %s signals the app's processes, but the UID of %s comes from its image, which the injector cannot see: %s runs as its own UID %d, and the kernel refuses a signal to another UID without CAP_KILL (Outrigger never adds it; Pod Security restricted forbids it); set runAsUser on the pod or the container, and %s runs as that UID",
+			e.Name, strings.Join(fromImage, ", "), e.Name, own, e.Name))
+	case len(uids) > 1 || len(uids) == 1 && uids[0] == 0:
+		b.warnings = append(b.warnings, fmt.Sprintf("outrigger: %s signals the app's processes, but the app containers run as %s: it can take one non-root UID, not several or root, and the kernel refuses a signal to another UID without CAP_KILL (Outrigger never adds it; Pod Security restricted forbids it); run them as one non-root UID or reload another way (%s's parameters)",
+			e.Name, strings.Join(known, ", "), e.Name))
+	case len(uids) == 1:
+		c.SecurityContext.RunAsUser = &uids[0]
+		var readable []string
+		for _, m := range c.VolumeMounts {
+			for _, v := range b.pod.Spec.Volumes {
+				// A projected token is the pod's service account's, which the app containers have anyway
+				// unless the pod opts out of it.
+				optedOut := b.pod.Spec.AutomountServiceAccountToken != nil && !*b.pod.Spec.AutomountServiceAccountToken
+				if v.Name == m.Name && (v.Secret != nil || v.Projected != nil && optedOut) {
+					readable = append(readable, v.Name)
+				}
+			}
+		}
+		if len(readable) > 0 {
+			b.warnings = append(b.warnings, fmt.Sprintf("outrigger: %s runs as the app's UID %d to signal it, so the app can read its volumes %s through the shared PID namespace (/proc/<pid>/root); reload another way (%s's parameters) to keep them from the app",
+				e.Name, uids[0], strings.Join(readable, ", "), e.Name))
+		}
 	}
 }
 

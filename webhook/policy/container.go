@@ -41,6 +41,15 @@ func (r *renderer) container(i int, e *catalog.Entry, mode string) string {
 		}
 	}
 
+	// The UID: the app's when the sidecar signals its processes and the app containers' UIDs are set, one
+	// and not root (inject's signalAsAppUID); variables.appUIDs has -1 for a UID that comes from an image.
+	if sc, ok := tree["securityContext"].(map[string]any); ok && sc["runAsUser"] != nil {
+		if signals := signalsApp(i, e); signals != "false" {
+			sc["runAsUser"] = expr(fmt.Sprintf("(%s && variables.appUIDs.size() > 0 && variables.appUIDs.all(u, u > 0 && u == variables.appUIDs[0]) ? variables.appUIDs[0] : %d)",
+				signals, int64(sc["runAsUser"].(float64))))
+		}
+	}
+
 	// ENV: setEnv replaces a template entry in place, else appends, in parameter order.
 	var env []string
 	var items []string
@@ -109,12 +118,23 @@ func (r *renderer) container(i int, e *catalog.Entry, mode string) string {
 			continue
 		}
 		m := literal(generic(corev1.VolumeMount{Name: v.Name, MountPath: v.MountPath, ReadOnly: v.ReadOnly}))
-		mounts = append(mounts, fmt.Sprintf("(%s ? [%s] : [])", when(i, e, v.When), m))
+		mounts = append(mounts, fmt.Sprintf("(%s ? [%s] : [])", volumeWhen(i, e, v), m))
 	}
 	if len(mounts) > 0 {
 		tree["volumeMounts"] = expr("dyn(" + concat(mounts) + ")")
 	}
 	return literal(tree)
+}
+
+// appUIDVariable is CEL for the UID of each app container (not one of the catalog's sidecars, as in
+// inject's signalAsAppUID): its runAsUser, else the pod's, else -1 (its image's, unknown here).
+func (r *renderer) appUIDVariable() [2]string {
+	names := make([]string, 0, len(r.cfg.Catalog.Names()))
+	for _, n := range r.cfg.Catalog.Names() {
+		names = append(names, str(n))
+	}
+	return [2]string{"appUIDs", fmt.Sprintf("object.spec.containers.filter(c, !(c.name in [%s])).map(c, has(c.securityContext) && has(c.securityContext.runAsUser) ? c.securityContext.runAsUser : (has(object.spec.securityContext) && has(object.spec.securityContext.runAsUser) ? object.spec.securityContext.runAsUser : -1))",
+		strings.Join(names, ", "))}
 }
 
 // portVariables are each port parameter's port (inject.PortOf of its value), or 0.

@@ -104,6 +104,7 @@ func (r *renderer) mutatingVariables() [][2]string {
 	vars := r.commonVariables(r.renderedNames())
 	vars = append(vars, r.paramVariables()...)
 	vars = append(vars, r.portVariables()...)
+	vars = append(vars, r.appUIDVariable())
 	n := len(r.entries)
 	for i, e := range r.entries {
 		vars = append(vars,
@@ -167,11 +168,11 @@ func (r *renderer) noProblems(i int, e *catalog.Entry) string {
 			conds = append(conds, c)
 		}
 		if path, ok := appMountPath(i, e, v); ok {
-			conds = append(conds, fmt.Sprintf("!(%s) || !object.spec.containers.exists(c, %s && %s)", when(i, e, v.When), r.appContainer(i, e, v, "c"), conflict("c", v.Name, path)))
+			conds = append(conds, fmt.Sprintf("!(%s) || !object.spec.containers.exists(c, %s && %s)", volumeWhen(i, e, v), r.appContainer(i, e, v, "c"), conflict("c", v.Name, path)))
 		}
 		if only := appOnly(i, e, v); only != "" {
 			names, unknown := r.listedApps(only)
-			conds = append(conds, fmt.Sprintf(`!(%s) || %s == "" || (%s.size() > 0 && %s.size() == 0)`, when(i, e, v.When), only, names, unknown))
+			conds = append(conds, fmt.Sprintf(`!(%s) || %s == "" || (%s.size() > 0 && %s.size() == 0)`, volumeWhen(i, e, v), only, names, unknown))
 		}
 	}
 	if sharesPID(i, e) != "false" {
@@ -199,9 +200,9 @@ func sourceNamed(i int, e *catalog.Entry, v catalog.Volume) string {
 		}
 	}
 	if len(named) == 0 {
-		return fmt.Sprintf("!(%s)", when(i, e, v.When))
+		return fmt.Sprintf("!(%s)", volumeWhen(i, e, v))
 	}
-	return fmt.Sprintf("!(%s) || %s", when(i, e, v.When), strings.Join(named, " || "))
+	return fmt.Sprintf("!(%s) || %s", volumeWhen(i, e, v), strings.Join(named, " || "))
 }
 
 // volumes is CEL: the pod volumes entry i adds (addVolume: when its parameter is set, unless the pod has a
@@ -210,7 +211,7 @@ func (r *renderer) volumes(i int, e *catalog.Entry) string {
 	var parts []string
 	for _, v := range e.Pod.Volumes {
 		hasVolume := fmt.Sprintf("(has(object.spec.volumes) && object.spec.volumes.exists(v, v.name == %s))", str(v.Name))
-		parts = append(parts, fmt.Sprintf("(%s && !%s ? [%s] : [])", when(i, e, v.When), hasVolume, volumeSource(i, e, v)))
+		parts = append(parts, fmt.Sprintf("(%s && !%s ? [%s] : [])", volumeWhen(i, e, v), hasVolume, volumeSource(i, e, v)))
 	}
 	return "dyn(" + concat(parts) + ")"
 }
@@ -227,7 +228,7 @@ func (r *renderer) appMounts(i int, e *catalog.Entry, c string) string {
 		if v.AppReadOnly {
 			m["readOnly"] = true
 		}
-		parts = append(parts, fmt.Sprintf("(%s && %s && !%s ? [%s] : [])", when(i, e, v.When), r.appContainer(i, e, v, c), conflict(c, v.Name, path), literal(m)))
+		parts = append(parts, fmt.Sprintf("(%s && %s && !%s ? [%s] : [])", volumeWhen(i, e, v), r.appContainer(i, e, v, c), conflict(c, v.Name, path), literal(m)))
 	}
 	return "dyn(" + concat(parts) + ")"
 }

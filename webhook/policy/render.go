@@ -202,10 +202,14 @@ func (r *renderer) paramVariables() [][2]string {
 	return vars
 }
 
-// when is CEL: parameter name of e is set (non-empty), or "true" when name is "".
+// when is CEL: parameter name of e is set (non-empty), or "true" when name is ""; "!name": it is not set
+// (catalog.Volume's When).
 func when(i int, e *catalog.Entry, name string) string {
 	if name == "" {
 		return "true"
+	}
+	if unset, ok := strings.CutPrefix(name, "!"); ok {
+		return "!(" + when(i, e, unset) + ")"
 	}
 	for j, p := range e.Parameters {
 		if e.ParamName(p) == name {
@@ -215,9 +219,29 @@ func when(i int, e *catalog.Entry, name string) string {
 	return "false"
 }
 
+// volumeWhen is CEL: volume v of entry i is added (its When, and a named service account for a projected
+// token: catalog.Volume.NeedsServiceAccount).
+func volumeWhen(i int, e *catalog.Entry, v catalog.Volume) string {
+	w := when(i, e, v.When)
+	if v.NeedsServiceAccount() {
+		w = "(" + w + `) && has(object.spec.serviceAccountName) && object.spec.serviceAccountName != ""`
+	}
+	return w
+}
+
 // sharesPID is CEL for e.SharesProcessNamespace.
 func sharesPID(i int, e *catalog.Entry) string {
-	always, param, _ := e.Pod.ShareProcessNamespaceWhen()
+	return active(i, e, e.Pod.ShareProcessNamespaceWhen)
+}
+
+// signalsApp is CEL for e.SignalsApp.
+func signalsApp(i int, e *catalog.Entry) string {
+	return active(i, e, e.Pod.SignalsAppWhen)
+}
+
+// active is CEL for a pod need of e that is "always" or "when <parameter> is set" (catalog's when).
+func active(i int, e *catalog.Entry, need func() (bool, string, error)) string {
+	always, param, _ := need()
 	switch {
 	case always:
 		return "true"

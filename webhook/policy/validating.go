@@ -251,7 +251,7 @@ func (r *renderer) entryValidations(i int, e *catalog.Entry, add func(expression
 		}
 		if path, ok := appMountPath(i, e, v); ok {
 			clash := fmt.Sprintf("object.spec.containers.filter(c, %s && %s)", r.appContainer(i, e, v, "c"), conflict("c", v.Name, path))
-			add(fmt.Sprintf("!%s || !(%s) || %s.size() == 0", absent, when(i, e, v.When), clash),
+			add(fmt.Sprintf("!%s || !(%s) || %s.size() == 0", absent, volumeWhen(i, e, v), clash),
 				fmt.Sprintf(`"outrigger: container " + %s[0].name + " already mounts another volume at " + %s + ", where %s would mount its volume %s; choose another path with the annotation %smount-path"`, clash, path, e.Name, v.Name, prefix))
 		}
 	}
@@ -268,9 +268,9 @@ func (r *renderer) entryValidations(i int, e *catalog.Entry, add func(expression
 		}
 		names, unknown := r.listedApps(only)
 		apps := fmt.Sprintf(`object.spec.containers.map(c, c.name).filter(n, !(n in %s)).join(", ")`, strList(r.cfg.Catalog.Names()))
-		add(fmt.Sprintf(`!%s || !(%s) || %s == "" || %s.size() > 0`, absent, when(i, e, v.When), only, names),
+		add(fmt.Sprintf(`!%s || !(%s) || %s == "" || %s.size() > 0`, absent, volumeWhen(i, e, v), only, names),
 			fmt.Sprintf(`"outrigger: annotation %s=\"" + %s + "\": want a comma-separated list of app container names"`, key, only))
-		add(fmt.Sprintf(`!%s || !(%s) || %s == "" || %s.size() == 0`, absent, when(i, e, v.When), only, unknown),
+		add(fmt.Sprintf(`!%s || !(%s) || %s == "" || %s.size() == 0`, absent, volumeWhen(i, e, v), only, unknown),
 			fmt.Sprintf(`"outrigger: annotation %s=\"" + %s + "\": no app container \"" + %s[0] + "\" in the pod; its app containers: " + %s`, key, only, unknown, apps))
 	}
 	for _, lr := range resourcePairs(i, e) {

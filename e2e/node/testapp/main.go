@@ -33,6 +33,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,6 +115,25 @@ func main() {
 		}
 		fmt.Fprintf(w, "%d %s", status, body)
 	})
+	// What a hostile app sharing the pod's PID namespace would try: another container's process's
+	// environment, and a file of its root through /proc/<pid>/root. It reports what it could read (a byte
+	// count, never the bytes) or the kernel's error.
+	mux.HandleFunc("GET /pry", func(w http.ResponseWriter, r *http.Request) {
+		process, file := r.URL.Query().Get("process"), r.URL.Query().Get("file")
+		pid, err := findProcess(process)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		fmt.Fprintf(w, "pid %d (%s)\n", pid, process)
+		for _, path := range []string{fmt.Sprintf("/proc/%d/environ", pid), fmt.Sprintf("/proc/%d/root%s", pid, file)} {
+			if data, err := os.ReadFile(path); err != nil {
+				fmt.Fprintf(w, "%s: %v\n", path, err)
+			} else {
+				fmt.Fprintf(w, "%s: read %d bytes\n", path, len(data))
+			}
+		}
+	})
 	if *kv != "" {
 		store := kvStore{protocol: *kv, addr: *kvAddr}
 		mux.HandleFunc("GET /kv/{key}", store.handle)
@@ -176,6 +196,24 @@ func (c *config) write(w http.ResponseWriter) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	fmt.Fprintf(w, "loads: %d\n%s", c.reloads, c.content)
+}
+
+// findProcess returns the PID of the first process whose command name is name.
+func findProcess(name string) (int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && strings.TrimSpace(string(comm)) == name {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no process named %q in this PID namespace", name)
 }
 
 // kubeVersion asks the API server for /version as a pod does: the kubernetes Service's name, the service

@@ -21,8 +21,36 @@ import (
 // Problems returns every disagreement between set and the sidecar's Dockerfile, README and catalog entry
 // called name, all in its folder dir. An empty result means the four agree.
 func Problems(dir, name string, set envflag.Set) []string {
-	return append(sidecarspec.ImageProblems(filepath.Join(dir, "Dockerfile"), filepath.Join(dir, "README.md"), set),
+	problems := append(sidecarspec.ImageProblems(filepath.Join(dir, "Dockerfile"), filepath.Join(dir, "README.md"), set),
 		CatalogProblems(name, set)...)
+	return append(problems, userProblems(filepath.Join(dir, "Dockerfile"), name)...)
+}
+
+// userProblems compares the Dockerfile's USER with the catalog's runAsUser:runAsGroup. Both matter: the
+// pod runs the catalog's, `podman run` and a pod without the injector the image's, and a sidecar's own
+// UID is what keeps an app sharing its PID namespace out of its /proc files.
+func userProblems(dockerfile, name string) []string {
+	d, err := sidecarspec.ReadDockerfile(dockerfile)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	entries, err := catalog.Builtin()
+	if err != nil {
+		return []string{"catalog: " + err.Error()}
+	}
+	for _, e := range entries {
+		if e.Name != name {
+			continue
+		}
+		sc := e.Container.SecurityContext
+		if sc == nil || sc.RunAsUser == nil || sc.RunAsGroup == nil {
+			return []string{fmt.Sprintf("catalog: entry %q sets no runAsUser and runAsGroup", name)}
+		}
+		if want := fmt.Sprintf("%d:%d", *sc.RunAsUser, *sc.RunAsGroup); d.User != want {
+			return []string{fmt.Sprintf("%s: USER %q, but the catalog runs the sidecar as %s", dockerfile, d.User, want)}
+		}
+	}
+	return nil
 }
 
 // CatalogProblems compares set with the built-in catalog entry called name.
