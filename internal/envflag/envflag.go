@@ -100,7 +100,7 @@ func (s Set) Parse(args []string, lookupEnv func(string) (string, bool), out io.
 			continue
 		}
 		if err := v.Parse(value); err != nil {
-			problems = append(problems, fmt.Errorf("invalid %s=%q: %w", source, value, err))
+			problems = append(problems, fmt.Errorf("invalid %s=%q: %w", source, RedactURL(value), err))
 		}
 	}
 	return errors.Join(problems...)

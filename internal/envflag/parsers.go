@@ -1,9 +1,12 @@
 package envflag
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -282,4 +285,64 @@ func FormatSize(n int64) string {
 		}
 	}
 	return strconv.FormatInt(n, 10)
+}
+
+// scpLike matches git's scp-like SSH syntax, user@host:path.
+var scpLike = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:`)
+
+// IsSCPLike reports whether s is git's scp-like SSH syntax, user@host:path.
+func IsSCPLike(s string) bool { return scpLike.MatchString(s) }
+
+// RepoURL accepts a git repository the sidecar's git can fetch: an https, http, ssh or file URL, or
+// user@host:path. A URL with a password is refused: it would show in logs, in ps and in the pod spec.
+func RepoURL(p *string) func(string) error {
+	return func(s string) error {
+		if s == "" {
+			return errors.New("must be set: want a URL with scheme https, http, ssh or file, or user@host:path")
+		}
+		if !IsSCPLike(s) {
+			u, err := url.Parse(s)
+			if err != nil || u.Scheme == "" {
+				return errors.New("want a URL with scheme https, http, ssh or file, or user@host:path")
+			}
+			switch u.Scheme {
+			case "https", "http", "ssh", "file":
+			default:
+				return fmt.Errorf("scheme %q: want https, http, ssh or file", u.Scheme)
+			}
+			if _, hasPassword := u.User.Password(); hasPassword {
+				return errors.New("a password in the URL would show in logs, in ps and in the pod spec: put it in a Secret (git-sync's credentials-secret and password-file; by hand, GITSYNC_USERNAME and GITSYNC_PASSWORD_FILE)")
+			}
+		}
+		*p = s
+		return nil
+	}
+}
+
+// RedactURL hides the password of a URL (u.Redacted), for error messages and logs; other text is returned
+// as it is.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, hasPassword := u.User.Password(); !hasPassword {
+		return s
+	}
+	return u.Redacted()
+}
+
+// HTTPURL accepts an http:// or https:// URL with a host, such as a reload or webhook endpoint ("" is
+// accepted too: unset).
+func HTTPURL(p *string) func(string) error {
+	return func(s string) error {
+		if s != "" {
+			u, err := url.Parse(s)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return errors.New("want an http or https URL such as http://localhost:9090/-/reload")
+			}
+		}
+		*p = s
+		return nil
+	}
 }

@@ -153,16 +153,16 @@ func namespaceName(p *string) func(string) error {
 }
 
 func reloadURL(p **url.URL) func(string) error {
-	return func(s string) error {
-		if s == "" {
-			*p = nil
-			return nil
+	var s string
+	parse := envflag.HTTPURL(&s)
+	return func(v string) error {
+		if err := parse(v); err != nil {
+			return err
 		}
-		u, err := url.Parse(s)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return errors.New("want an http or https URL such as http://localhost:9090/-/reload")
+		*p = nil
+		if s != "" {
+			*p, _ = url.Parse(s) // HTTPURL parsed it
 		}
-		*p = u
 		return nil
 	}
 }

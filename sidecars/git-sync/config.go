@@ -60,7 +60,7 @@ type Config struct {
 // STATUS_PORT replaces its --http-bind.
 func settings(c *Config) envflag.Set {
 	return envflag.Set{Program: "git-sync", Prefix: "GITSYNC_", Vars: []envflag.Var{
-		{Env: "GITSYNC_REPO", Usage: "the repository to sync: https://, http://, ssh://, user@host:path or file:// (required)", Parse: envflag.NonEmpty(&c.Repo)},
+		{Env: "GITSYNC_REPO", Usage: "the repository to sync: https://, http://, ssh://, user@host:path or file:// (required)", Parse: envflag.RepoURL(&c.Repo)},
 		{Env: "GITSYNC_REF", Default: "HEAD", Usage: "the branch, tag or full commit hash to follow; HEAD is the remote's default branch", Parse: envflag.NonEmpty(&c.Ref)},
 		{Env: "GITSYNC_PERIOD", Default: "10s", Usage: "how long to wait between syncs, at least 10ms", Parse: envflag.Duration(&c.Period, 10*time.Millisecond)},
 		{Env: "GITSYNC_SYNC_TIMEOUT", Default: "120s", Usage: "the time allowed for one whole sync (fetch, checkout, submodules), at least 10ms", Parse: envflag.Duration(&c.SyncTimeout, 10*time.Millisecond)},
@@ -75,7 +75,7 @@ func settings(c *Config) envflag.Set {
 		{Env: "GITSYNC_EXECHOOK_COMMAND", Usage: "a command (in the sidecar's image) run in the new checkout after each new commit, with GITSYNC_HASH set", Parse: envflag.String(&c.ExechookCommand)},
 		{Env: "GITSYNC_EXECHOOK_TIMEOUT", Default: "30s", Usage: "the time allowed for one run of the exec hook", Parse: envflag.Duration(&c.ExechookTimeout, time.Millisecond)},
 		{Env: "GITSYNC_EXECHOOK_BACKOFF", Default: "3s", Usage: "the first wait before retrying a failed exec hook; it doubles up to 1m", Parse: envflag.Duration(&c.ExechookBackoff, time.Millisecond)},
-		{Env: "GITSYNC_WEBHOOK_URL", Usage: "a URL called after each new commit, with the hash in the Gitsync-Hash header", Parse: webhookURL(&c.WebhookURL)},
+		{Env: "GITSYNC_WEBHOOK_URL", Usage: "a URL called after each new commit, with the hash in the Gitsync-Hash header", Parse: envflag.HTTPURL(&c.WebhookURL)},
 		{Env: "GITSYNC_WEBHOOK_METHOD", Default: "POST", Usage: "the webhook's HTTP method", Parse: httpMethod(&c.WebhookMethod)},
 		{Env: "GITSYNC_WEBHOOK_SUCCESS_STATUS", Default: "200", Usage: "the webhook's expected HTTP status; 0 accepts any response", Parse: envflag.Int(&c.WebhookSuccessStatus, 0, 599)},
 		{Env: "GITSYNC_WEBHOOK_TIMEOUT", Default: "1s", Usage: "the time allowed for one webhook call", Parse: envflag.Duration(&c.WebhookTimeout, time.Millisecond)},
@@ -107,11 +107,6 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	if c.PasswordFile != "" && c.Username == "" {
 		problems = append(problems, fmt.Errorf("GITSYNC_PASSWORD_FILE=%q needs GITSYNC_USERNAME too (any non-empty name for a token)", c.PasswordFile))
 	}
-	if c.Repo != "" {
-		if err := checkRepo(c.Repo); err != nil {
-			problems = append(problems, fmt.Errorf("invalid GITSYNC_REPO=%q: %w", redactURL(c.Repo), err))
-		}
-	}
 	if c.Root != "" && c.Repo != "" {
 		link, err := linkPath(c.Root, c.Link, c.Repo)
 		if err != nil {
@@ -122,34 +117,9 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), out io.Wri
 	return c, errors.Join(problems...)
 }
 
-// scpLike matches git's scp-like SSH syntax, user@host:path.
-var scpLike = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/]?`)
-
-// checkRepo accepts the URL schemes the image's git can fetch from.
-func checkRepo(repo string) error {
-	if scpLike.MatchString(repo) {
-		return nil
-	}
-	u, err := url.Parse(repo)
-	if err != nil || u.Scheme == "" {
-		return errors.New("want a URL with scheme https, http, ssh or file, or user@host:path")
-	}
-	switch u.Scheme {
-	case "https", "http", "ssh", "file":
-	default:
-		return fmt.Errorf("scheme %q: want https, http, ssh or file", u.Scheme)
-	}
-	if u.User != nil {
-		if _, hasPassword := u.User.Password(); hasPassword {
-			return errors.New("a password in the URL would show in logs and in ps: use GITSYNC_USERNAME and GITSYNC_PASSWORD_FILE")
-		}
-	}
-	return nil
-}
-
 // isSSH reports whether git reaches repo over SSH.
 func isSSH(repo string) bool {
-	return strings.HasPrefix(repo, "ssh://") || scpLike.MatchString(repo)
+	return strings.HasPrefix(repo, "ssh://") || envflag.IsSCPLike(repo)
 }
 
 // linkPath resolves GITSYNC_LINK: absolute, or relative to root; empty means the repository's last path
@@ -157,7 +127,7 @@ func isSSH(repo string) bool {
 func linkPath(root, link, repo string) (string, error) {
 	if link == "" {
 		p := repo
-		if u, err := url.Parse(repo); err == nil && !scpLike.MatchString(repo) {
+		if u, err := url.Parse(repo); err == nil && !envflag.IsSCPLike(repo) {
 			p = u.Path
 		} else if _, after, ok := strings.Cut(repo, ":"); ok {
 			p = after
@@ -175,21 +145,6 @@ func linkPath(root, link, repo string) (string, error) {
 		return "", fmt.Errorf("want a name other than the root, .git, .gitconfig and %s", worktreesDir)
 	}
 	return link, nil
-}
-
-func webhookURL(p *string) func(string) error {
-	return func(s string) error {
-		if s == "" {
-			*p = ""
-			return nil
-		}
-		u, err := url.Parse(s)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return errors.New("want an http:// or https:// URL")
-		}
-		*p = s
-		return nil
-	}
 }
 
 var methodRE = regexp.MustCompile(`^[A-Z]+$`)
@@ -221,13 +176,4 @@ func syncSignal(p *string, sig *syscall.Signal) func(string) error {
 		}
 		return nil
 	}
-}
-
-// redactURL hides a password in a URL, for logs and error messages.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	return u.Redacted()
 }

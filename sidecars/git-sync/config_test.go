@@ -60,7 +60,7 @@ func TestBadValuesNameTheSettingTheValueAndWhatIsAccepted(t *testing.T) {
 		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_SYNC_ON_SIGNAL": "SIGTERM"}, []string{`invalid GITSYNC_SYNC_ON_SIGNAL="SIGTERM": want one of SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH`}},
 		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_ROOT": "git"}, []string{`invalid GITSYNC_ROOT="git": want an absolute path`}},
 		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_LINK": ".git"}, []string{`invalid GITSYNC_LINK=".git": want a name other than`}},
-		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_WEBHOOK_URL": "hooks.local/x"}, []string{`invalid GITSYNC_WEBHOOK_URL="hooks.local/x": want an http:// or https:// URL`}},
+		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_WEBHOOK_URL": "hooks.local/x"}, []string{`invalid GITSYNC_WEBHOOK_URL="hooks.local/x": want an http or https URL`}},
 		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_PASSWORD_FILE": "/secret/p"}, []string{`GITSYNC_PASSWORD_FILE="/secret/p" needs GITSYNC_USERNAME`}},
 		{map[string]string{"GITSYNC_REPO": "file:///r", "GITSYNC_PASSWORD": "x"}, []string{`GITSYNC_PASSWORD is not supported`, `GITSYNC_PASSWORD_FILE`}},
 		{map[string]string{"GITSYNC_REPO": "file:///r", "STATUS_PORT": "0"}, []string{`invalid STATUS_PORT="0": want a port number from 1 to 65535`}},

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"sync"
 	"time"
+
+	"github.com/outrigger-dev/outrigger/internal/envflag"
 )
 
 // hook is told about each new commit. Do must be idempotent: a failed call is retried.
@@ -36,17 +38,17 @@ func (w *webhook) Name() string { return "webhook" }
 func (w *webhook) Do(ctx context.Context, hash string) error {
 	req, err := http.NewRequestWithContext(ctx, w.method, w.url, nil)
 	if err != nil {
-		return fmt.Errorf("webhook %s: %w", redactURL(w.url), err)
+		return fmt.Errorf("webhook %s: %w", envflag.RedactURL(w.url), err)
 	}
 	req.Header.Set("Gitsync-Hash", hash)
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("webhook %s %s: %w", w.method, redactURL(w.url), err)
+		return fmt.Errorf("webhook %s %s: %w", w.method, envflag.RedactURL(w.url), err)
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if w.successStatus != 0 && resp.StatusCode != w.successStatus {
-		return fmt.Errorf("webhook %s %s: status %d, want %d (GITSYNC_WEBHOOK_SUCCESS_STATUS)", w.method, redactURL(w.url), resp.StatusCode, w.successStatus)
+		return fmt.Errorf("webhook %s %s: status %d, want %d (GITSYNC_WEBHOOK_SUCCESS_STATUS)", w.method, envflag.RedactURL(w.url), resp.StatusCode, w.successStatus)
 	}
 	return nil
 }

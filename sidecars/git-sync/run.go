@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/outrigger-dev/outrigger/internal/envflag"
 	"github.com/outrigger-dev/outrigger/internal/statusport"
 )
 
@@ -84,7 +85,7 @@ func run(ctx context.Context, cfg *Config) error {
 		}
 	}
 
-	log.Info("starting", "repo", redactURL(cfg.Repo), "ref", cfg.Ref, "root", cfg.Root, "link", cfg.Link, "period", cfg.Period)
+	log.Info("starting", "repo", envflag.RedactURL(cfg.Repo), "ref", cfg.Ref, "root", cfg.Root, "link", cfg.Link, "period", cfg.Period)
 	failures := 0
 	first := true
 	for {

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/outrigger-dev/outrigger/internal/envflag"
 )
 
 // worktreesDir holds one checkout per commit, named by the commit hash, under GITSYNC_ROOT.
@@ -132,7 +134,7 @@ func (s *syncer) remoteHash(ctx context.Context) (string, error) {
 	}
 	out, err := s.git.Run(ctx, s.cfg.Root, "ls-remote", s.cfg.Repo, ref, "refs/heads/"+ref, "refs/tags/"+ref, "refs/tags/"+ref+"^{}")
 	if err != nil {
-		return "", explainRemoteError(s.cfg, fmt.Errorf("asking %s for %s: %w", redactURL(s.cfg.Repo), ref, err))
+		return "", explainRemoteError(s.cfg, fmt.Errorf("asking %s for %s: %w", envflag.RedactURL(s.cfg.Repo), ref, err))
 	}
 	refs := map[string]string{}
 	for _, line := range strings.Split(out, "\n") {
@@ -146,7 +148,7 @@ func (s *syncer) remoteHash(ctx context.Context) (string, error) {
 			return h, nil
 		}
 	}
-	return "", fmt.Errorf("ref %q not found in %s: want a branch, a tag, HEAD or a full 40-character commit hash", ref, redactURL(s.cfg.Repo))
+	return "", fmt.Errorf("ref %q not found in %s: want a branch, a tag, HEAD or a full 40-character commit hash", ref, envflag.RedactURL(s.cfg.Repo))
 }
 
 // explainRemoteError adds what to check to git's message for the common causes.
@@ -172,7 +174,7 @@ func (s *syncer) checkout(ctx context.Context, hash string) (err error) {
 	}
 	args = append(args, s.cfg.Repo, hash)
 	if _, err := s.git.Run(ctx, s.gitDir(), args...); err != nil {
-		return explainRemoteError(s.cfg, fmt.Errorf("fetching %s from %s: %w", hash, redactURL(s.cfg.Repo), err))
+		return explainRemoteError(s.cfg, fmt.Errorf("fetching %s from %s: %w", hash, envflag.RedactURL(s.cfg.Repo), err))
 	}
 	dir := s.worktree(hash)
 	defer func() {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,15 +25,25 @@ var formats = []string{"text", "json", "html"}
 // maxLimit bounds ?limit=.
 const maxLimit = 1_000_000
 
+// maxRendering bounds the /topz answers rendered at once. Scanning /proc does not grow with the request
+// rate (the sampler shares one table per window among all requests), but rendering is per request: a
+// client asking in a tight loop from many connections would otherwise take all of topz's CPU limit and
+// memory. Past the bound a request gets 429 at once, with Retry-After.
+const maxRendering = 4
+
 // topzHandler serves /topz. It is read-only: GET and HEAD, 405 otherwise.
 type topzHandler struct {
 	tables tableSource
 	// wait bounds how long a request waits for a table (the first one after an idle period takes a window).
 	wait time.Duration
+	// rendering holds a token per answer being made (maxRendering).
+	rendering chan struct{}
+	// refused counts the requests answered 429, for /metrics.
+	refused atomic.Int64
 }
 
 func newTopzHandler(tables tableSource, window time.Duration) *topzHandler {
-	return &topzHandler{tables: tables, wait: window + 10*time.Second}
+	return &topzHandler{tables: tables, wait: window + 10*time.Second, rendering: make(chan struct{}, maxRendering)}
 }
 
 // topzQuery is a parsed /topz query string.
@@ -107,6 +118,15 @@ func (h *topzHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q, err := parseQuery(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	select {
+	case h.rendering <- struct{}{}:
+		defer func() { <-h.rendering }()
+	default:
+		h.refused.Add(1)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, fmt.Sprintf("too many /topz requests at once (%d are being answered): retry in a second", maxRendering), http.StatusTooManyRequests)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.wait)

@@ -111,3 +111,12 @@ func commandTotals(procs []procSample, limit int) []commandTotal {
 	slices.SortFunc(totals, func(a, b commandTotal) int { return strings.Compare(a.Command, b.Command) })
 	return totals
 }
+
+// refusedCounter counts the /topz requests answered 429 (maxRendering), so that a client polling too
+// hard shows on a dashboard rather than only in its own errors.
+func refusedCounter(h *topzHandler) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "topz_requests_refused_total",
+		Help: "Requests to /topz answered 429 because maxRendering answers were being made already.",
+	}, func() float64 { return float64(h.refused.Load()) })
+}

@@ -29,11 +29,15 @@ func run(ctx context.Context, cfg Config, log io.Writer) error {
 	if err := reg.Register(collector); err != nil {
 		return fmt.Errorf("registering the process metrics: %w", err)
 	}
+	topz := newTopzHandler(smp, cfg.Sample)
+	if err := reg.Register(refusedCounter(topz)); err != nil {
+		return fmt.Errorf("registering the refusal metric: %w", err)
+	}
 	srv := &statusport.Server{
 		Addr:     cfg.Addr,
 		Ready:    smp.Ready,
 		Registry: reg,
-		Extra:    map[string]http.Handler{"/topz": newTopzHandler(smp, cfg.Sample)},
+		Extra:    map[string]http.Handler{"/topz": topz},
 	}
 	ln, err := srv.Listen()
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"fmt"
 	"os/user"
 	"runtime"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Table is one published process table: the rows of the later of two snapshots, with CPU% measured
@@ -47,6 +49,40 @@ type Row struct {
 	// control characters replaced, or [comm] for a process without one (a kernel thread or a zombie).
 	Args    []string `json:"args"`
 	Command string   `json:"command"`
+	// ArgsTruncatedBytes is how much of a command line longer than maxCommandLine was left out (0: none).
+	ArgsTruncatedBytes int `json:"argsTruncatedBytes,omitempty"`
+}
+
+// maxCommandLine bounds each row's command line. The kernel allows about 2 MiB of arguments per process,
+// so 1,000 processes could otherwise make one /topz answer 2 GB; with this bound the answer stays within
+// about 4 KiB per process (16 MiB at Kubernetes' usual 4,096-PID pod limit). ps shows a terminal's
+// width; 4 KiB keeps a JVM's or node's long command line readable.
+const maxCommandLine = 4096
+
+// truncateArgs cuts args after maxCommandLine bytes (counting a blank between arguments), at a UTF-8
+// boundary, and says how many bytes it left out.
+func truncateArgs(args []string) ([]string, int) {
+	total := 0
+	for i, a := range args {
+		if i > 0 {
+			total++
+		}
+		if total+len(a) <= maxCommandLine {
+			total += len(a)
+			continue
+		}
+		keep := maxCommandLine - total
+		for keep > 0 && !utf8.RuneStart(a[keep]) {
+			keep--
+		}
+		left := len(a) - keep
+		for _, rest := range args[i+1:] {
+			left += 1 + len(rest)
+		}
+		out := append(slices.Clone(args[:i]), a[:max(keep, 0)])
+		return out, left
+	}
+	return args, 0
 }
 
 // tableBuilder turns two snapshots into a Table. It is used by the sampler's goroutine only.
@@ -100,7 +136,11 @@ func (b *tableBuilder) build(prev, cur *snapshot) *Table {
 		if r.Args == nil {
 			r.Args = []string{}
 		}
+		r.Args, r.ArgsTruncatedBytes = truncateArgs(r.Args)
 		r.Command = displayCommand(r.Args, p.Comm)
+		if r.ArgsTruncatedBytes > 0 {
+			r.Command += fmt.Sprintf(" …[%d bytes more]", r.ArgsTruncatedBytes)
+		}
 		t.Rows = append(t.Rows, r)
 	}
 	return t

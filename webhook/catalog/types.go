@@ -130,13 +130,13 @@ var ParameterTypes = map[string]parameterType{
 	"quantity": func(Parameter) (func(string) error, error) {
 		return CheckQuantity, nil
 	},
+	"repo-url": func(Parameter) (func(string) error, error) {
+		var s string
+		return envflag.RepoURL(&s), nil
+	},
 	"url": func(Parameter) (func(string) error, error) {
-		return func(s string) error {
-			if !strings.Contains(s, "://") {
-				return fmt.Errorf("want a URL such as https://host/path")
-			}
-			return nil
-		}, nil
+		var s string
+		return envflag.HTTPURL(&s), nil
 	},
 }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/outrigger-dev/outrigger/internal/envflag"
 	"github.com/outrigger-dev/outrigger/webhook/catalog"
 	"github.com/outrigger-dev/outrigger/webhook/config"
 )
@@ -112,7 +113,7 @@ func parsePodAnnotations(annotations map[string]string, cfg *config.Config) (par
 				continue
 			}
 			if err := p.Check(value); err != nil {
-				problems = append(problems, fmt.Sprintf("annotation %s=%q: %v", key, value, err))
+				problems = append(problems, fmt.Sprintf("annotation %s=%q: %v", key, envflag.RedactURL(value), err))
 				continue
 			}
 			if params[sidecar] == nil {

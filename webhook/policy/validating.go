@@ -107,7 +107,12 @@ func valueCheck(p catalog.Parameter) (func(v string) string, bool) {
 			return fmt.Sprintf(`(%s.startsWith("SIG") ? %s : "SIG" + %s) in %s || %s in %s`, u, u, u, strList(names), t, strList(numbers))
 		}, true
 	case "url":
-		return func(v string) string { return v + `.contains("://")` }, true
+		return func(v string) string { return v + `.matches("^(?i)https?://[^/?#@]*[^/?#@:]")` }, true
+	case "repo-url":
+		// envflag.RepoURL: scp-like, or a scheme it accepts and no password in the authority.
+		return func(v string) string {
+			return fmt.Sprintf(`%s.matches("^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:") || %s.matches("^(?i)(https?|ssh|file):") && !%s.matches("^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*:[^/?#]*@")`, v, v, v)
+		}, true
 	case "size":
 		min, max, _ := catalog.SizeBounds(p)
 		return func(v string) string {
@@ -226,8 +231,12 @@ func (r *renderer) entryValidations(i int, e *catalog.Entry, add func(expression
 		if !p.Required && p.Type != "quantity" { // an empty quantity is refused, as Check does
 			cond = v + ` == "" || ` + cond
 		}
+		shown := `"=\"" + ` + v + ` + "\""`
+		if p.Type == "repo-url" {
+			shown = `""` // it may hold a password, which CEL cannot redact as inject does (envflag.RedactURL)
+		}
 		add(fmt.Sprintf("!(%s in variables.ann) || (%s)", k, cond),
-			fmt.Sprintf(`"outrigger: annotation %s=\"" + %s + "\": %s"`, annotationKey(e, p), v, strings.ReplaceAll(want(p), `"`, `\"`)))
+			fmt.Sprintf(`"outrigger: annotation %s" + %s + ": %s"`, annotationKey(e, p), shown, strings.ReplaceAll(want(p), `"`, `\"`)))
 	}
 	absent := "variables." + sidecarVar(i, "absent")
 	for j, p := range e.Parameters {

@@ -135,7 +135,8 @@ func Probes(p catalog.Parameter) []string {
 	}
 	add(p.Default, "x", "0", "1", "-1", "65535", "65536", "true", "false", "yes", "1s", "500ms", "1m", "-1s",
 		":8080", "127.0.0.1:8080", "8080", "/etc/config", "relative/path", "a,b", "https://example.com/repo.git",
-		"some-name", "Not_A_Name", "100Mi", "1.5")
+		"https://alice:secret@example.com/repo.git", "git@example.com:org/repo.git", "ftp://example.com/repo.git",
+		"file:///srv/repo.git", "ssh://git@example.com:22/repo.git", "some-name", "Not_A_Name", "100Mi", "1.5")
 	add(p.Values...)
 	if len(p.Values) > 0 {
 		add(p.Values[0] + "-not-a-value")
