@@ -157,8 +157,9 @@ bench: deps tools build ## run every benchmark under bench/
 	@for s in bench/*/run.sh; do echo "== $$s"; bash $$s; done
 
 .PHONY: fuzz
-fuzz: ## fuzz decode → inject → patch, https-proxy's head parser against net/http's, and shard-ambassador's RESP parser, 60s each
+fuzz: ## fuzz decode → inject → patch, the annotation values, https-proxy's head parser against net/http's, shard-ambassador's RESP and memcache clients, 60s each
 	$(GO) test -run '^$$' -fuzz FuzzAdmission -fuzztime 60s ./webhook/
+	$(GO) test -run '^$$' -fuzz FuzzAnnotationValues -fuzztime 60s ./webhook/
 	$(GO) test -run '^$$' -fuzz FuzzRequestFastPath -fuzztime 60s ./sidecars/https-proxy/httphead/
 	$(GO) test -run '^$$' -fuzz FuzzResponseFastPath -fuzztime 60s ./sidecars/https-proxy/httphead/
 	$(GO) test -run '^$$' -fuzz FuzzRedisCommand -fuzztime 60s ./sidecars/shard-ambassador/

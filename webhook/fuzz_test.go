@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/outrigger-dev/outrigger/webhook"
+	"github.com/outrigger-dev/outrigger/webhook/catalog"
 	"github.com/outrigger-dev/outrigger/webhook/config"
 	"github.com/outrigger-dev/outrigger/webhook/inject"
 )
@@ -196,4 +198,115 @@ func TestReinvocationAfterAnotherWebhook(t *testing.T) {
 	if got := len(pod.Spec.Volumes); got != 1 {
 		t.Fatalf("%d volumes, want 1", got)
 	}
+}
+
+// FuzzAnnotationValues aims the fuzzer at the annotation parser: two real parameters of the catalog (picked
+// by index, so that the inputs explore values rather than unknown keys), each given an arbitrary value, on
+// a pod that asks for every sidecar. Whatever the values, Inject must deny with problems that each name an
+// annotation or a sidecar, or inject; when it injects, every value it took passes its parameter's type
+// (which the catalog tests prove the sidecar binary accepts too) and reaches its sidecar's environment
+// exactly as written (inject.EnvLiteral); and the same input gives the same answer twice.
+func FuzzAnnotationValues(f *testing.F) {
+	f.Add(uint8(0), uint8(0), "web-conf", uint8(1), uint8(3), "https://git.example/site.git")
+	f.Add(uint8(2), uint8(4), "$(HOME)$$", uint8(3), uint8(7), "\n")
+	f.Add(uint8(4), uint8(1), "127.0.0.1:8080", uint8(1), uint8(0), "https://u:p@host/r")
+	f.Add(uint8(0), uint8(9), "10s", uint8(0), uint8(10), "0s")
+	f.Add(uint8(3), uint8(2), "cache-0:6379:1 name", uint8(3), uint8(5), "{}")
+	h := testInjector(f, "")
+	cfg := h.Config()
+	names := cfg.Catalog.Names()
+	f.Fuzz(func(t *testing.T, s1, p1 uint8, v1 string, s2, p2 uint8, v2 string) {
+		annotations := map[string]string{
+			"outrigger.dev/inject":                  strings.Join(names, ","),
+			"https-proxy.outrigger.dev/tls-secret":  "web-tls",
+			"config-sync.outrigger.dev/configmap":   "web-conf",
+			"git-sync.outrigger.dev/repo":           "https://git.example/site.git",
+			"shard-ambassador.outrigger.dev/shards": "cache-0:6379:1",
+		}
+		type pick struct {
+			entry *catalog.Entry
+			param catalog.Parameter
+			key   string
+			value string
+		}
+		var picks []pick
+		for _, in := range []struct {
+			s, p uint8
+			v    string
+		}{{s1, p1, v1}, {s2, p2, v2}} {
+			e, _ := cfg.Catalog.Get(names[int(in.s)%len(names)])
+			p := e.Parameters[int(in.p)%len(e.Parameters)]
+			key := e.AnnotationPrefix() + e.ParamName(p)
+			annotations[key] = in.v
+			picks = append(picks, pick{e, p, key, in.v})
+		}
+		if picks[0].key == picks[1].key {
+			picks = picks[1:] // the second value replaced the first
+		}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Annotations: annotations},
+			Spec: corev1.PodSpec{ServiceAccountName: "default", Containers: []corev1.Container{{Name: "app", Image: "a"}}}}
+		res, err := inject.Inject(inject.Input{Pod: pod, Namespace: "fuzz", Config: cfg})
+		again, err2 := inject.Inject(inject.Input{Pod: pod, Namespace: "fuzz", Config: cfg})
+		if fmt.Sprint(err) != fmt.Sprint(err2) || (err == nil) != (err2 == nil) {
+			t.Fatalf("the same pod, two answers: %v / %v", err, err2)
+		}
+		if err != nil {
+			var denied *inject.DeniedError
+			if !errors.As(err, &denied) {
+				t.Fatalf("not a denial: %v", err)
+			}
+			for _, p := range denied.Problems {
+				if !strings.Contains(p, "annotation ") && !strings.Contains(p, "sidecar ") {
+					t.Fatalf("a problem that names neither an annotation nor a sidecar: %q", p)
+				}
+			}
+			return
+		}
+		if a, b := podJSON(t, res.Pod), podJSON(t, again.Pod); a != b {
+			t.Fatal("the same pod, two different injections")
+		}
+		for _, p := range picks {
+			if p.value == "" {
+				continue // "" leaves the sidecar's default
+			}
+			if err := p.param.Check(p.value); err != nil {
+				t.Fatalf("admitted %s=%q, which its type refuses: %v", p.key, p.value, err)
+			}
+			if p.param.Env == "" {
+				continue
+			}
+			c := findContainer(res.Pod, p.entry.Name)
+			if c == nil {
+				t.Fatalf("admitted without sidecar %s", p.entry.Name)
+			}
+			var got *corev1.EnvVar
+			for i := range c.Env {
+				if c.Env[i].Name == p.param.Env {
+					got = &c.Env[i]
+				}
+			}
+			if got == nil || got.ValueFrom != nil || got.Value != inject.EnvLiteral(p.value) {
+				t.Fatalf("%s=%q reached %s as %+v, want %s=%q", p.key, p.value, p.entry.Name, got, p.param.Env, inject.EnvLiteral(p.value))
+			}
+		}
+	})
+}
+
+func podJSON(t *testing.T, p *corev1.Pod) string {
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func findContainer(p *corev1.Pod, name string) *corev1.Container {
+	for _, list := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
+		}
+	}
+	return nil
 }

@@ -21,10 +21,13 @@ import (
 
 // Limits against slow or hostile clients. There is no read or write timeout on whole requests: bodies
 // stream for as long as they need (large uploads, downloads, WebSockets).
+//
+// readHeaderTimeout is a variable only so that the slowloris test need not wait 10 s per round.
+var readHeaderTimeout = 10 * time.Second
+
 const (
-	readHeaderTimeout = 10 * time.Second
-	idleTimeout       = 120 * time.Second
-	maxHeaderBytes    = 64 << 10
+	idleTimeout    = 120 * time.Second
+	maxHeaderBytes = 64 << 10
 	// readyzDialTimeout bounds /readyz's check that the app accepts connections.
 	readyzDialTimeout = time.Second
 )
