@@ -153,4 +153,3 @@ func TestHTTP1SlowlorisIsCutOffAndOthersAreServed(t *testing.T) {
 	t.Logf("result: %d slowloris connections all closed by the proxy (the last %s after its head began, readHeaderTimeout %s); the good client: %d answered, %d failed",
 		slow, time.Duration(longest.Load()).Round(10*time.Millisecond), readHeaderTimeout, good, bad)
 }
-
