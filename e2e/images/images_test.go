@@ -1,5 +1,6 @@
 // Package images checks the images `make images` built with podman: small, static, non-root, labelled,
-// and runnable with a read-only root filesystem. `make test-images` builds them and runs this test.
+// and runnable with a read-only root filesystem, each sidecar started as in a pod with its probes passing
+// (pod_test.go). `make test-images` builds them and runs these tests.
 package images
 
 import (

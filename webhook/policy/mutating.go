@@ -16,15 +16,14 @@ func (r *renderer) objects(apiVersion string) []map[string]any {
 	match := map[string]any{"resourceRules": []any{map[string]any{
 		"apiGroups": []any{""}, "apiVersions": []any{"v1"}, "operations": []any{"CREATE"}, "resources": []any{"pods"},
 	}}}
-	var conditions []any
+	// The chart's webhook matchConditions, the same expressions (e2e/install checks both on the API server).
+	conditions := []any{map[string]any{"name": "not-a-mirror-pod", "expression": "!has(object.metadata.annotations) || !('kubernetes.io/config.mirror' in object.metadata.annotations)"}}
 	if !r.cfg.InjectHostNetwork {
 		conditions = append(conditions, map[string]any{"name": "not-host-network", "expression": "!has(object.spec.hostNetwork) || !object.spec.hostNetwork"})
 	}
 	spec := func(extra map[string]any) map[string]any {
 		s := map[string]any{"failurePolicy": "Fail", "matchConstraints": match}
-		if len(conditions) > 0 {
-			s["matchConditions"] = conditions
-		}
+		s["matchConditions"] = conditions
 		for k, v := range extra {
 			s[k] = v
 		}

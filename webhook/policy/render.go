@@ -103,11 +103,11 @@ func Render(cfg *config.Config, opts Options) (*Result, error) {
 		}
 	}
 	res.Differences = []string{
-		"no admission warnings: the webhook warns (hostNetwork pods skipped, parameters for a sidecar the pod does not get, port conflicts, hostPID when allowed, a sidecar that signals an app of another UID); the policy adds or denies silently",
+		"no admission warnings: the webhook warns (hostNetwork pods skipped, parameters for a sidecar the pod does not get, port conflicts, hostPID when allowed, a sidecar that signals an app whose UID it cannot take); the policy adds or denies silently",
 		"a hostPID pod submitted with a PID-sharing sidecar (topz) already in it is denied by the policy, which cannot tell a sidecar it added from one that was there; the webhook leaves such a pod as it is",
 		"outrigger.dev/status has no per-sidecar hashes (they hash the rendered container, which CEL cannot compute); outrigger status compares such pods field by field and by catalog hash",
 		"a pod submitted with an outrigger.dev/status of its own and sidecars still to add gets a new status (the webhook merges the old one's sidecar list); a sidecar the status names but the pod no longer asks for is ordered as another injector's init container",
-		"denials name the annotation, the value and what is accepted, one validation at a time (the webhook lists every problem at once)",
+		"denials name the annotation, the value and what is accepted, one validation at a time (the webhook lists every problem at once); a refused repository URL is not shown (it may hold a password, which the webhook shows hidden and CEL cannot hide)",
 	}
 	if len(entries) > maxHashedSidecars {
 		res.Differences = append(res.Differences, fmt.Sprintf("the status's catalogHash is left empty: more than %d sidecars rendered (the table has one hash per subset)", maxHashedSidecars))
