@@ -241,6 +241,64 @@ func TestAMalformedStorageLineGetsMemcachedsOwnReplies(t *testing.T) {
 	}
 }
 
+// TestANulInAMemcacheLineStallsNoOne: memcached reads a command line only up to its first NUL, so
+// "incr k 1 noreply\0x" gets no reply from it at all, and "set a\0b 0 0 1" two. Forwarded, the first left
+// its request waiting on the shared shard connection until TIMEOUT, and every other client's request
+// queued behind it failed with the timeout (FuzzMemcacheClient's second finding); the second shifted the
+// replies. Such lines are refused by the proxy, and a well-behaved client on another connection is
+// served at once after each.
+func TestANulInAMemcacheLineStallsNoOne(t *testing.T) {
+	shard := startMemcached(t, "127.0.0.1", 0)
+	addr := startAmbassador(t, configFor(t, map[string]string{"PROTOCOL": "memcache", "TIMEOUT": "3s", "SHARDS": shard.addr + ":1"}))
+	good := dial(t, addr)
+	for _, input := range []string{"incr k 1 noreply\x00x\r\n", "delete k noreply\x00\r\n", "set a\x00b 0 0 1\r\nv\r\n", "get a\x00b c\r\n"} {
+		c := dial(t, addr)
+		c.send([]byte(input))
+		if reply := c.readLine(); !strings.HasPrefix(reply, "CLIENT_ERROR bad command line format") {
+			t.Errorf("%q: the proxy answered %q, want CLIENT_ERROR bad command line format", input, reply)
+		}
+		good.send([]byte("set fuzz-good 0 0 2\r\nok\r\n"))
+		if got := good.readLine(); got != "STORED" {
+			t.Fatalf("after %q on another connection, the good client's set: %q", input, got)
+		}
+	}
+}
+
+// TestAKeyTooLongDropsNoOtherClientsReply: memcached 1.6 answers "get <a key over 250 bytes>" with
+// CLIENT_ERROR, and drops the reply of the command just before it in the same read (shown here on a direct
+// connection, the control). Through the proxy, where that command may be another client's, a client
+// pipelining a set and such a get gets both replies, and a good client on another connection is served.
+func TestAKeyTooLongDropsNoOtherClientsReply(t *testing.T) {
+	shard := startMemcached(t, "127.0.0.1", 0)
+	addr := startAmbassador(t, configFor(t, map[string]string{"PROTOCOL": "memcache", "TIMEOUT": "3s", "SHARDS": shard.addr + ":1"}))
+	long := strings.Repeat("k", maxMemcacheKey+1)
+	input := "set a 0 0 1\r\nv\r\nget " + long + "\r\nget a\r\n"
+	replies := func(addr string) string {
+		c := dial(t, addr)
+		c.send([]byte(input))
+		var lines []string
+		for len(lines) == 0 || lines[len(lines)-1] != "END" {
+			lines = append(lines, c.readLine())
+		}
+		return strings.Join(lines, " | ")
+	}
+	if direct := replies(shard.addr); strings.HasPrefix(direct, "STORED") {
+		t.Logf("memcached no longer drops the set's reply (%q): the proxy's check is then only a shortcut", direct)
+	} else {
+		t.Logf("control: memcached directly answers %q (the set's STORED is gone)", direct)
+	}
+	if got, want := replies(addr), "STORED | CLIENT_ERROR bad command line format | VALUE a 0 1 | v | END"; got != want {
+		t.Errorf("through the proxy: %q, want %q", got, want)
+	}
+	for _, line := range []string{"incr " + long + " 1", "delete " + long, "gets a " + long} {
+		c := dial(t, addr)
+		c.send([]byte(line + "\r\n"))
+		if got := c.readLine(); got != "CLIENT_ERROR bad command line format" {
+			t.Errorf("%.20q...: %q, want memcached's CLIENT_ERROR bad command line format", line, got)
+		}
+	}
+}
+
 // FuzzMemcacheClient sends arbitrary bytes as a memcache client to the proxy in front of a real memcached,
 // each input on its own connection (MAX_COMMAND_SIZE 64Ki). Whatever comes, the proxy must not panic (a
 // panic ends the test binary), must answer or close within the deadline, and must go on serving a

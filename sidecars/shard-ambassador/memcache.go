@@ -203,10 +203,27 @@ func (c *memcacheSession) parse(buf []byte) (int, error) {
 		c.localLine("ERROR")
 		return len(line), nil
 	}
+	if bytes.IndexByte(line, 0) >= 0 {
+		// memcached reads a command line only up to its first NUL (it tokenizes a C string), so it would
+		// act on another command than the one the proxy parsed: "incr k 1 noreply\0x" gets no reply, which
+		// would leave the request waiting on the shared shard connection until TIMEOUT and fail every
+		// other client's requests behind it; "set a\0b 0 0 1" gets two. The line is refused here.
+		c.localLine("CLIENT_ERROR bad command line format: a NUL byte")
+		return len(line), nil
+	}
 	switch string(args[0]) {
 	case "get", "gets":
 		if n < 2 {
 			c.localLine("ERROR")
+			return len(line), nil
+		}
+		if !keysOK(args[1:]) {
+			// memcached answers a retrieval with a key over KEY_MAX_LENGTH with CLIENT_ERROR, but 1.6.18
+			// also drops the reply of the command before it in the same read: on the shared shard
+			// connection, another client's request would wait for a reply that never comes, and every
+			// request behind it would fail at TIMEOUT (FuzzMemcacheClient's third finding). So the line is
+			// answered here, as memcached answers it.
+			c.localLine("CLIENT_ERROR bad command line format")
 			return len(line), nil
 		}
 		c.retrieve(line, args)
@@ -248,6 +265,12 @@ func (c *memcacheSession) parse(buf []byte) (int, error) {
 			return len(line), nil
 		}
 		noreply := string(args[n-1]) == "noreply"
+		if !keysOK(args[1:2]) {
+			if !noreply {
+				c.localLine("CLIENT_ERROR bad command line format") // memcached's answer, given here
+			}
+			return len(line), nil
+		}
 		c.forward(args, noreply, line, nil)
 		return len(line), nil
 	case "version":
@@ -425,6 +448,16 @@ func oneLine(s string) string {
 
 // maxMemcacheKey is memcached's KEY_MAX_LENGTH.
 const maxMemcacheKey = 250
+
+// keysOK reports whether every key is within memcached's KEY_MAX_LENGTH.
+func keysOK(keys [][]byte) bool {
+	for _, k := range keys {
+		if len(k) > maxMemcacheKey {
+			return false
+		}
+	}
+	return true
+}
 
 // storageLineOK checks a storage command line ("set <key> <flags> <exptime> <bytes> [<cas>] [noreply]")
 // as memcached does before it reads the data block, a little more strictly (digits only): a line memcached
