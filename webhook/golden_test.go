@@ -36,6 +36,9 @@ type goldenCase struct {
 	} `json:"namespace"`
 	Config string     `json:"config,omitempty"`
 	Pod    corev1.Pod `json:"pod"`
+	// PolicyDiffers names the admission policies' documented difference (policy.Result.Differences) that
+	// this case shows; e2e/policy then checks that the difference is documented instead of the pod.
+	PolicyDiffers string `json:"policyDiffers,omitempty"`
 }
 
 // goldenResult is testdata/cases/<name>.golden.yaml: what comes out, identical through both paths.

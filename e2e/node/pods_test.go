@@ -273,13 +273,20 @@ func getErr(client *http.Client, url string) (string, error) {
 // startupProbeFailures counts the kubelet's "Startup probe failed" events for the pod.
 func startupProbeFailures(t *testing.T, ns, name string) int {
 	t.Helper()
+	return probeFailures(t, ns, name, "Startup")
+}
+
+// probeFailures counts the kubelet's "<kind> probe failed" events for the pod (kind: Startup, Readiness,
+// Liveness).
+func probeFailures(t *testing.T, ns, name, kind string) int {
+	t.Helper()
 	events, err := env.cluster.Client().CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0
 	for _, e := range events.Items {
-		if e.Reason == "Unhealthy" && strings.HasPrefix(e.Message, "Startup probe failed") {
+		if e.Reason == "Unhealthy" && strings.HasPrefix(e.Message, kind+" probe failed") {
 			n += max(int(e.Count), 1)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outrigger-dev/outrigger/internal/appprobe"
 	"github.com/outrigger-dev/outrigger/internal/envflag"
 )
 
@@ -31,6 +32,9 @@ type Config struct {
 	// FIFOPoller serves the TCP connections from the proxy's own epoll poller, in readiness order
 	// (internal/fifopoll); false leaves them to Go's netpoller.
 	FIFOPoller bool
+	// AppProbes are the app's probes the injector pointed at the status port (appprobe.StatusPath), each
+	// repeated to the app on 127.0.0.1:ProxyPort.
+	AppProbes appprobe.Set
 
 	// Not settings: fixed here, overridden by tests.
 
@@ -55,7 +59,15 @@ func settings(c *Config) envflag.Set {
 		{Env: "MIN_TLS_VERSION", Default: "1.2", Usage: "lowest TLS version accepted: 1.2 or 1.3", Parse: envflag.OneOf(&c.MinTLSVersion, "1.2", "1.3")},
 		{Env: "FIFO_POLLER", Default: "true", Usage: "serve connections in readiness order from the proxy's own epoll poller (Linux; a lower p99 under load); false leaves them to Go's netpoller", Parse: envflag.Bool(&c.FIFOPoller), Switch: true},
 		{Env: "STATUS_PORT", Default: "9801", Usage: "plain-HTTP port for /healthz, /readyz and /metrics (the probes use 9801: each sidecar of a pod has its own status port)", Parse: envflag.Port(&c.StatusPort)},
+		{Env: "APP_PROBES", Default: "", Usage: "set by the injector: the app's probes on PROXY_PORT it pointed at /app-health/<container>/<kind> of the status port, as JSON; each is repeated to the app on 127.0.0.1", Parse: appProbes(&c.AppProbes)},
 	}}
+}
+
+func appProbes(p *appprobe.Set) func(string) error {
+	return func(s string) (err error) {
+		*p, err = appprobe.Parse(s)
+		return err
+	}
 }
 
 // loadConfig parses flags and ENV, then checks the settings against each other. It returns flag.ErrHelp

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/outrigger-dev/outrigger/internal/appprobe"
 	"github.com/outrigger-dev/outrigger/internal/fifopoll"
 	"github.com/outrigger-dev/outrigger/internal/statusport"
 )
@@ -91,6 +92,7 @@ func serve(ctx context.Context, cfg *Config, httpsLn, statusLn net.Listener, log
 	h2.Protocols.SetHTTP2(true)
 	status := &statusport.Server{
 		Registry: reg,
+		Extra:    map[string]http.Handler{appprobe.Prefix: newAppProbeHandler(cfg.AppProbes, upstreamAddr(cfg), statusLn.Addr().(*net.TCPAddr).Port)},
 		Ready: func() error {
 			if err := certs.ready(time.Now()); err != nil {
 				return err

@@ -151,6 +151,25 @@ func (e *Entry) Validate() error {
 			add("%s: %q is not a parameter of this entry", field, param)
 		}
 	}
+	if ap := e.Pod.AppProbes; ap != nil {
+		byEnv := map[string]Parameter{}
+		for _, p := range e.Parameters {
+			if p.Env != "" {
+				byEnv[p.Env] = p
+			}
+		}
+		for field, want := range map[string][2]string{"port": {ap.Port, "port"}, "via": {ap.Via, "port"}, "env": {ap.Env, "app-probes"}} {
+			if p, ok := byEnv[want[0]]; !ok || p.Type != want[1] {
+				add("pod.appProbes.%s: %q is not an ENV parameter of type %s", field, want[0], want[1])
+			}
+		}
+
+	}
+	for i, p := range e.Parameters {
+		if p.Injected && (p.Env == "" || e.Pod.AppProbes == nil || e.Pod.AppProbes.Env != p.Env) {
+			add("parameters[%d] (%s): injected, but not the env of pod.appProbes", i, e.ParamName(p))
+		}
+	}
 	vols := map[string]bool{}
 	for i, v := range e.Pod.Volumes {
 		if errs := validation.IsDNS1123Label(v.Name); len(errs) > 0 {
@@ -183,6 +202,12 @@ func (e *Entry) Validate() error {
 // resources.<requests|limits>.<resource> (the parameters every entry gets).
 func (e *Entry) checkSets(sets string) error {
 	if _, _, ok := ParseResourceSets(sets); ok {
+		return nil
+	}
+	if sets == "appProbes" {
+		if e.Pod.AppProbes == nil {
+			return fmt.Errorf("%q: the entry has no pod.appProbes", sets)
+		}
 		return nil
 	}
 	vol, field, err := ParseSets(sets)

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -74,6 +75,9 @@ type Parameter struct {
 	// Probed marks a host-port listen address that the kubelet's probes reach: a loopback host is refused,
 	// since the probes come from outside the pod's loopback and would fail until the container restarts.
 	Probed bool `json:"probed,omitempty"`
+	// Injected marks an ENV parameter the injector computes from the pod (PodNeeds.AppProbes' env): no
+	// annotation may set it, so what the sidecar is told always matches what the injector did.
+	Injected bool `json:"injected,omitempty"`
 	// Doc is one line for `outrigger sidecars` and denial messages.
 	Doc string `json:"doc"`
 	// DefaultSource says where Default comes from when not the catalog: the config file's resources
@@ -91,6 +95,41 @@ type PodNeeds struct {
 	SignalsApp string `json:"signalsApp,omitempty"`
 	// Volumes are added to the pod (unless a volume of that name is already there) and mounted.
 	Volumes []Volume `json:"volumes,omitempty"`
+	// AppProbes says the sidecar answers the app's probes for it (https-proxy, for an app that listens on
+	// 127.0.0.1 only, which the kubelet's probes, dialling the pod IP, never reach).
+	AppProbes *AppProbes `json:"appProbes,omitempty"`
+}
+
+// AppProbes: each app container's httpGet or tcpSocket probe on the Port parameter's port (not one with a
+// host, nor HTTPS) is pointed at the sidecar's Via port, at appprobe.StatusPath(container, kind), and the
+// Env parameter gets what each probe asked (appprobe.Format), unless the bool parameter that "sets:
+// appProbes" is "false".
+type AppProbes struct {
+	// Port is the ENV parameter (type port) holding the app's port.
+	Port string `json:"port"`
+	// Via is the ENV parameter (type port) holding the sidecar's port that serves appprobe.Prefix.
+	Via string `json:"via"`
+	// Env is the injected ENV parameter (type app-probes) that tells the sidecar the probes.
+	Env string `json:"env"`
+}
+
+// AppProbesOn reports whether the app's probes are pointed at the sidecar given the parameter values: the
+// entry has AppProbes and its switch parameter (sets: appProbes) is not "false".
+func (e *Entry) AppProbesOn(values map[string]string) bool {
+	if e.Pod.AppProbes == nil {
+		return false
+	}
+	for _, p := range e.Parameters {
+		if p.Sets == "appProbes" {
+			v := values[e.ParamName(p)]
+			if v == "" {
+				v = p.Default
+			}
+			on, err := strconv.ParseBool(v)
+			return err != nil || on // the type checked it
+		}
+	}
+	return true
 }
 
 // Volume is a pod volume the sidecar brings, mounted into the sidecar and optionally into the app.

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/outrigger-dev/outrigger/internal/appprobe"
 	"github.com/outrigger-dev/outrigger/internal/envflag"
 )
 
@@ -129,6 +130,10 @@ var ParameterTypes = map[string]parameterType{
 	},
 	"quantity": func(Parameter) (func(string) error, error) {
 		return CheckQuantity, nil
+	},
+	// app-probes: what the injector tells https-proxy about the app's probes (appprobe.Format).
+	"app-probes": func(Parameter) (func(string) error, error) {
+		return func(s string) error { _, err := appprobe.Parse(s); return err }, nil
 	},
 	"repo-url": func(Parameter) (func(string) error, error) {
 		var s string

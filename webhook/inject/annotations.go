@@ -76,6 +76,9 @@ func parseInjectList(where, value string, cat *catalog.Catalog) (names []string,
 	return names, false, false, problems
 }
 
+// InjectedParameter says why an annotation may not set an injected parameter (catalog.Parameter.Injected).
+const InjectedParameter = "set by the injector from the pod, not by an annotation (it tells the sidecar what the injector did); remove it"
+
 // parsePodAnnotations checks every annotation in Outrigger's domain: pod-level ones must be known, and
 // each <sidecar>.outrigger.dev/<parameter> must name a known sidecar, a known parameter and a valid value.
 func parsePodAnnotations(annotations map[string]string, cfg *config.Config) (params, keys map[string]map[string]string, mode string, problems []string) {
@@ -110,6 +113,10 @@ func parsePodAnnotations(annotations map[string]string, cfg *config.Config) (par
 			p, ok := e.Parameter(name)
 			if !ok {
 				problems = append(problems, fmt.Sprintf("annotation %s: %s has no parameter %q; accepted: %s", key, sidecar, name, strings.Join(e.ParamNames(), ", ")))
+				continue
+			}
+			if p.Injected {
+				problems = append(problems, fmt.Sprintf("annotation %s: %s", key, InjectedParameter))
 				continue
 			}
 			if err := p.Check(value); err != nil {

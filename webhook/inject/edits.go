@@ -9,7 +9,7 @@ import corev1 "k8s.io/api/core/v1"
 //
 // Inject only adds or reorders within these: the pod's annotations, its init containers (sidecars added
 // and moved), its volumes, shareProcessNamespace, containers appended after the app's (containers mode),
-// and the volume mounts of the app's own containers (the first apps of them). Anything else it must leave
+// and the volume mounts and probes of the app's own containers (the first apps of them). Anything else it must leave
 // as submitted. If Inject ever edits another field, add it here: TestThePatchCoversEveryChange (webhook)
 // compares this patch with a whole-pod diff over the golden cases and the fuzz corpus, and fails until
 // the field is here.
@@ -24,7 +24,9 @@ func EditedParts(p *corev1.Pod, apps int) any {
 	}
 	for i := range p.Spec.Containers {
 		if i < apps {
-			out.Spec.Containers = append(out.Spec.Containers, appContainerMounts{VolumeMounts: p.Spec.Containers[i].VolumeMounts})
+			c := &p.Spec.Containers[i]
+			out.Spec.Containers = append(out.Spec.Containers, appContainerEdits{VolumeMounts: c.VolumeMounts,
+				StartupProbe: c.StartupProbe, ReadinessProbe: c.ReadinessProbe, LivenessProbe: c.LivenessProbe})
 		} else {
 			out.Spec.Containers = append(out.Spec.Containers, &p.Spec.Containers[i])
 		}
@@ -48,7 +50,11 @@ type editedSpec struct {
 	ShareProcessNamespace *bool              `json:"shareProcessNamespace,omitempty"`
 }
 
-// appContainerMounts is an app container as injection edits it: only its volume mounts.
-type appContainerMounts struct {
-	VolumeMounts []corev1.VolumeMount `json:"volumeMounts,omitempty"`
+// appContainerEdits is an app container as injection edits it: its volume mounts, and its probes (pointed
+// at a sidecar that answers them, catalog.AppProbes).
+type appContainerEdits struct {
+	VolumeMounts   []corev1.VolumeMount `json:"volumeMounts,omitempty"`
+	StartupProbe   *corev1.Probe        `json:"startupProbe,omitempty"`
+	ReadinessProbe *corev1.Probe        `json:"readinessProbe,omitempty"`
+	LivenessProbe  *corev1.Probe        `json:"livenessProbe,omitempty"`
 }

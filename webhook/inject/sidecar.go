@@ -99,6 +99,7 @@ func (b *builder) add(e *catalog.Entry, values, keys map[string]string) {
 	if e.SignalsApp(values) {
 		b.signalAsAppUID(e, c)
 	}
+	b.pointAppProbes(e, c, values)
 	if b.mode == config.ModeNative {
 		always := corev1.ContainerRestartPolicyAlways
 		c.RestartPolicy = &always

@@ -107,6 +107,7 @@ func Render(cfg *config.Config, opts Options) (*Result, error) {
 		"a hostPID pod submitted with a PID-sharing sidecar (topz) already in it is denied by the policy, which cannot tell a sidecar it added from one that was there; the webhook leaves such a pod as it is",
 		"outrigger.dev/status has no per-sidecar hashes (they hash the rendered container, which CEL cannot compute); outrigger status compares such pods field by field and by catalog hash",
 		"a pod submitted with an outrigger.dev/status of its own and sidecars still to add gets a new status (the webhook merges the old one's sidecar list); a sidecar the status names but the pod no longer asks for is ordered as another injector's init container",
+		"the app's probes on https-proxy's PROXY_PORT are not pointed at the proxy's status port (the webhook does it, for an app listening on 127.0.0.1 only, which the kubelet's probes never reach; CEL cannot rewrite the app's containers): such an app's probes fail as they would without Outrigger",
 		"denials name the annotation, the value and what is accepted, one validation at a time (the webhook lists every problem at once); a refused repository URL is not shown (it may hold a password, which the webhook shows hidden and CEL cannot hide)",
 	}
 	if len(entries) > maxHashedSidecars {

@@ -108,6 +108,9 @@ func valueCheck(p catalog.Parameter) (func(v string) string, bool) {
 		}, true
 	case "url":
 		return func(v string) string { return v + `.matches("^(?i)https?://[^/?#@]*[^/?#@:]")` }, true
+	case "app-probes":
+		// Only ever injected: the annotation is refused whatever its value (entryValidations).
+		return func(string) string { return "true" }, true
 	case "repo-url":
 		// envflag.RepoURL: scp-like, or a scheme it accepts and no password in the authority.
 		return func(v string) string {
@@ -222,6 +225,10 @@ func (r *renderer) entryValidations(i int, e *catalog.Entry, add func(expression
 		check, _ := valueCheck(p)
 		k := str(annotationKey(e, p))
 		v := paramVar(i, j)
+		if p.Injected {
+			add(fmt.Sprintf("!(%s in variables.ann)", k), str("outrigger: annotation "+annotationKey(e, p)+": "+inject.InjectedParameter))
+			continue
+		}
 		add(fmt.Sprintf(`!(%s in variables.ann) || !%s.contains("\u0000")`, k, v),
 			fmt.Sprintf(`"outrigger: annotation %s=\"" + %s + "\": must not contain a NUL byte"`, annotationKey(e, p), v))
 		cond := check(v)
