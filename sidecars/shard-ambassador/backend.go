@@ -209,6 +209,12 @@ func (s *shard) conn(i int) (*serverConn, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Timeout)
 	nc, err := b.dialer.DialContext(ctx, "tcp", s.server.Addr())
 	cancel()
+	if err == nil {
+		if aerr := b.authenticate(nc); aerr != nil {
+			nc.Close()
+			err = aerr
+		}
+	}
 	if err != nil {
 		s.backoff = min(max(2*s.backoff, 10*time.Millisecond), time.Second)
 		s.retryDial = time.Now().Add(s.backoff)

@@ -34,8 +34,13 @@ type Config struct {
 	// client connections served at once.
 	MaxCommandSize int64
 	MaxClients     int
+	// AuthFile holds the shards' redis password, or "username password" for an ACL user; read at every new
+	// shard connection, so that a rotated Secret is used from the next connection on.
+	AuthFile string
 
 	// Derived by loadConfig.
+	// redisAuth is CONFIG_FILE's redis_auth (twemproxy's one password per pool), used without AuthFile.
+	redisAuth string
 	Servers  []ring.Server
 	hashFunc ring.HashFunc
 }
@@ -87,6 +92,8 @@ func settings(c *Config) envflag.Set {
 			Parse: envflag.Int(&c.MaxClients, 1, 1000000)},
 		{Env: "STATUS_PORT", Default: "9804", Usage: "plain-HTTP port for /healthz, /readyz and /metrics",
 			Parse: envflag.Port(&c.StatusPort)},
+		{Env: "AUTH_FILE", Usage: "redis: a file holding the shards' password, or an ACL username and password on one line (e.g. from auth-secret); sent as AUTH on every new shard connection, read anew each time",
+			Parse: envflag.OptionalAbsolutePath(&c.AuthFile)},
 	}}
 }
 
@@ -157,6 +164,14 @@ func (c *Config) validate() []error {
 	c.hashFunc = h
 	if _, err := ring.New(c.Servers, nil, ring.FNV1a64, c.Distribution, c.HashTag); err != nil {
 		problems = append(problems, err)
+	}
+	if c.AuthFile != "" && c.Protocol != "redis" {
+		problems = append(problems, fmt.Errorf("AUTH_FILE=%q is set but PROTOCOL=%s: only redis shards take AUTH (memcache's text protocol has none)", c.AuthFile, c.Protocol))
+	}
+	if c.AuthFile != "" {
+		if _, err := c.authArgs(); err != nil {
+			problems = append(problems, err)
+		}
 	}
 	if c.StatusPort != 0 && strings.HasSuffix(c.Listen, ":"+strconv.Itoa(c.StatusPort)) {
 		problems = append(problems, fmt.Errorf("LISTEN=%q and STATUS_PORT=%d use the same port", c.Listen, c.StatusPort))

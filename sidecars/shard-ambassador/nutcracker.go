@@ -65,9 +65,7 @@ func applyNutcrackerFile(c *Config) error {
 	}
 	where := fmt.Sprintf("CONFIG_FILE %s, pool %s", c.ConfigFile, c.Pool)
 	var problems []string
-	if p.RedisAuth != "" {
-		problems = append(problems, "redis_auth is not supported")
-	}
+	c.redisAuth = p.RedisAuth // twemproxy's password for the pool's shards; AUTH_FILE wins (auth.go)
 	if p.RedisDB != 0 {
 		problems = append(problems, "redis_db other than 0 is not supported")
 	}

@@ -178,6 +178,29 @@ func (c *redisSession) local1(args [][]byte) {
 		c.localError("ERR shard-ambassador: only database 0 can be selected")
 	case "COMMAND":
 		c.localReply([]byte("*0\r\n"))
+	case "AUTH":
+		c.auth(args[1:])
+	}
+}
+
+// auth answers a client's own AUTH as redis would, against the shards' credentials (the proxy has
+// authenticated its shard connections itself; an app written for a password-protected redis keeps
+// working). The proxy listens on the pod's loopback, so it does not require AUTH before other commands.
+func (c *redisSession) auth(args [][]byte) {
+	want, err := c.b.cfg.authArgs()
+	switch {
+	case len(args) < 1 || len(args) > 2:
+		c.localError("ERR wrong number of arguments for 'auth' command")
+	case err != nil:
+		c.localError("ERR shard-ambassador: %v", err)
+	case want == nil:
+		c.localError("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+	case len(args) == 1 && len(want) == 1 && string(args[0]) == want[0],
+		len(args) == 2 && len(want) == 2 && string(args[0]) == want[0] && string(args[1]) == want[1],
+		len(args) == 2 && len(want) == 1 && string(args[0]) == "default" && string(args[1]) == want[0]:
+		c.localReply([]byte("+OK\r\n"))
+	default:
+		c.localError("WRONGPASS invalid username-password pair or user is disabled.")
 	}
 }
 

@@ -59,7 +59,7 @@ var redisCommands = func() map[string]command {
 	add(command{route: routeSameShard, minArgs: 3, lastKey: 2}, "RENAME RENAMENX RPOPLPUSH SMOVE LMOVE COPY GEOSEARCHSTORE ZRANGESTORE")
 	add(command{route: routeNumKeys, minArgs: 4}, "EVAL EVALSHA EVAL_RO EVALSHA_RO")
 	add(command{route: routeStore, minArgs: 4}, "ZUNIONSTORE ZINTERSTORE ZDIFFSTORE")
-	add(command{route: routeLocal, minArgs: 1}, "PING ECHO QUIT SELECT COMMAND")
+	add(command{route: routeLocal, minArgs: 1}, "PING ECHO QUIT SELECT COMMAND AUTH")
 	return m
 }()
 
