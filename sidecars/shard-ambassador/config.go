@@ -41,8 +41,8 @@ type Config struct {
 	// Derived by loadConfig.
 	// redisAuth is CONFIG_FILE's redis_auth (twemproxy's one password per pool), used without AuthFile.
 	redisAuth string
-	Servers  []ring.Server
-	hashFunc ring.HashFunc
+	Servers   []ring.Server
+	hashFunc  ring.HashFunc
 }
 
 // A command's bounds: MAX_COMMAND_SIZE from 1Ki (a key and a small value) to redis's own limit of a bulk
