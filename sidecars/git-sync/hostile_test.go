@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -245,4 +246,76 @@ func TestCredentialsNeverReachTheLogsOrMetrics(t *testing.T) {
 		t.Errorf("the output does not say why the sync failed:\n%s", printed)
 	}
 	t.Logf("result: %d bytes of output and %d of /metrics after 3+ failed authenticated syncs, no password in either", len(printed), len(metrics))
+}
+
+// TestAOneGigabyteFileIsCheckedOutWithinTheRoot: a repository holding a 1 GiB file (zeros: its blob is about
+// 1 MB, so pushing it costs the attacker nothing). git-sync checks it out like any file, inside
+// GITSYNC_ROOT: what bounds the disk it takes is the volume's sizeLimit (the git-sync catalog's volume-size,
+// 2Gi by default, which the kubelet enforces by evicting the pod). The sidecar itself does not read the
+// file: its heap stays flat while git writes it.
+func TestAOneGigabyteFileIsCheckedOutWithinTheRoot(t *testing.T) {
+	u := newUpstream(t)
+	u.Commit(map[string]string{"index.html": "small"})
+	const size = 1 << 30
+	hash := exec.Command("git", "--git-dir="+u.Bare, "hash-object", "-w", "--stdin")
+	hash.Stdin = io.LimitReader(zeros{}, size)
+	out, err := hash.Output()
+	if err != nil {
+		t.Fatalf("git hash-object: %v", err)
+	}
+	blob := strings.TrimSpace(string(out))
+	head := strings.TrimSpace(hostGit(t, "", "--git-dir="+u.Bare, "rev-parse", "HEAD^{tree}"))
+	listing := hostGit(t, "", "--git-dir="+u.Bare, "ls-tree", head)
+	mk := exec.Command("git", "--git-dir="+u.Bare, "mktree")
+	mk.Stdin = strings.NewReader(strings.TrimSpace(listing) + "\n100644 blob " + blob + "\tbig.bin\n")
+	treeOut, err := mk.Output()
+	if err != nil {
+		t.Fatalf("git mktree: %v", err)
+	}
+	commit := strings.TrimSpace(hostGit(t, "", "--git-dir="+u.Bare, "commit-tree", strings.TrimSpace(string(treeOut)), "-p", "HEAD", "-m", "big"))
+	branch := strings.TrimSpace(hostGit(t, "", "--git-dir="+u.Bare, "symbolic-ref", "HEAD"))
+	hostGit(t, "", "--git-dir="+u.Bare, "update-ref", branch, commit)
+
+	cfg := testConfig(t, u.FileURL(), nil)
+	s := newTestSyncer(t, cfg)
+	var heapBefore, heapAfter runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&heapBefore)
+	began := time.Now()
+	mustSync(t, s)
+	took := time.Since(began)
+	runtime.ReadMemStats(&heapAfter)
+	fi, err := os.Stat(filepath.Join(cfg.Link, "big.bin"))
+	if err != nil || fi.Size() != size {
+		entries, _ := os.ReadDir(cfg.Link)
+		t.Fatalf("big.bin in the checkout: %v, %v (commit %s, published %v, checkout has %v)", fi, err, commit, mustEval(t, cfg.Link), entries)
+	}
+	if !strings.HasPrefix(mustEval(t, filepath.Join(cfg.Link, "big.bin")), cfg.Root+"/") {
+		t.Fatalf("big.bin resolves outside GITSYNC_ROOT")
+	}
+	if grew := int64(heapAfter.HeapInuse) - int64(heapBefore.HeapInuse); grew > 64<<20 {
+		t.Errorf("the sidecar's heap grew by %d MiB checking out a 1 GiB file: it should not read it", grew>>20)
+	}
+	var repoBytes int64
+	filepath.Walk(u.Bare, func(_ string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			repoBytes += info.Size()
+		}
+		return nil
+	})
+	t.Logf("result: a 1 GiB file, %d KiB in the repository, checked out within GITSYNC_ROOT in %s; the sidecar's heap %d → %d MiB",
+		repoBytes>>10, took.Round(time.Millisecond), heapBefore.HeapInuse>>20, heapAfter.HeapInuse>>20)
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+func mustEval(t *testing.T, path string) string {
+	t.Helper()
+	p, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
