@@ -208,6 +208,14 @@ func (s *shard) conn(i int) (*serverConn, error) {
 	b := s.backend
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Timeout)
 	nc, err := b.dialer.DialContext(ctx, "tcp", s.server.Addr())
+	if err == nil && b.cfg.TLS {
+		var tc net.Conn
+		if tc, err = b.handshake(ctx, nc, s.server.Addr()); err != nil {
+			nc.Close()
+		} else {
+			nc = tc
+		}
+	}
 	cancel()
 	if err == nil {
 		if aerr := b.authenticate(nc); aerr != nil {

@@ -37,6 +37,10 @@ type Config struct {
 	// AuthFile holds the shards' redis password, or "username password" for an ACL user; read at every new
 	// shard connection, so that a rotated Secret is used from the next connection on.
 	AuthFile string
+	// TLS connects to the shards over TLS, verifying them against TLSCAFile (else the system's roots) and
+	// presenting TLSCertFile/TLSKeyFile when set (redis's tls-auth-clients).
+	TLS                                bool
+	TLSCAFile, TLSCertFile, TLSKeyFile string
 
 	// Derived by loadConfig.
 	// redisAuth is CONFIG_FILE's redis_auth (twemproxy's one password per pool), used without AuthFile.
@@ -92,6 +96,14 @@ func settings(c *Config) envflag.Set {
 			Parse: envflag.Int(&c.MaxClients, 1, 1000000)},
 		{Env: "STATUS_PORT", Default: "9804", Usage: "plain-HTTP port for /healthz, /readyz and /metrics",
 			Parse: envflag.Port(&c.StatusPort)},
+		{Env: "TLS", Default: "false", Usage: "connect to the shards over TLS (redis 6+ tls-port, memcached -Z), verifying each shard's certificate for its host name",
+			Parse: envflag.Bool(&c.TLS), Switch: true},
+		{Env: "TLS_CA_FILE", Usage: "PEM CA bundle the shards' certificates are verified against (empty: the system's roots), e.g. ca.crt of tls-secret",
+			Parse: envflag.OptionalAbsolutePath(&c.TLSCAFile)},
+		{Env: "TLS_CERT_FILE", Usage: "PEM client certificate presented to the shards (redis's tls-auth-clients), with TLS_KEY_FILE",
+			Parse: envflag.OptionalAbsolutePath(&c.TLSCertFile)},
+		{Env: "TLS_KEY_FILE", Usage: "PEM private key of TLS_CERT_FILE",
+			Parse: envflag.OptionalAbsolutePath(&c.TLSKeyFile)},
 		{Env: "AUTH_FILE", Usage: "redis: a file holding the shards' password, or an ACL username and password on one line (e.g. from auth-secret); sent as AUTH on every new shard connection, read anew each time",
 			Parse: envflag.OptionalAbsolutePath(&c.AuthFile)},
 	}}
@@ -164,6 +176,19 @@ func (c *Config) validate() []error {
 	c.hashFunc = h
 	if _, err := ring.New(c.Servers, nil, ring.FNV1a64, c.Distribution, c.HashTag); err != nil {
 		problems = append(problems, err)
+	}
+	tlsFiles := c.TLSCAFile != "" || c.TLSCertFile != "" || c.TLSKeyFile != ""
+	switch {
+	case c.TLS && c.Protocol == "http":
+		problems = append(problems, errors.New("TLS=true with PROTOCOL=http: the HTTP shards are reached over plain HTTP (terminate TLS in the shard's pod with https-proxy)"))
+	case tlsFiles && !c.TLS:
+		problems = append(problems, fmt.Errorf("TLS_CA_FILE, TLS_CERT_FILE or TLS_KEY_FILE is set but TLS=false: set TLS=true to connect to the shards over TLS"))
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		problems = append(problems, fmt.Errorf("TLS_CERT_FILE=%q and TLS_KEY_FILE=%q: set both or neither", c.TLSCertFile, c.TLSKeyFile))
+	case c.TLS:
+		if _, err := c.tlsConfig("check"); err != nil {
+			problems = append(problems, err)
+		}
 	}
 	if c.AuthFile != "" && c.Protocol != "redis" {
 		problems = append(problems, fmt.Errorf("AUTH_FILE=%q is set but PROTOCOL=%s: only redis shards take AUTH (memcache's text protocol has none)", c.AuthFile, c.Protocol))
