@@ -40,41 +40,64 @@ type shard struct {
 	hadFailure atomic.Bool
 }
 
-// backend is every shard of the pool plus the ring that maps keys onto the live ones.
+// backend is the current pool of shards and its ring, replaced whole by a reload (reload.go) and its ring
+// by an ejection, so that a client's batch always sees one pool: the shard indexes the ring gives are
+// indexes of that pool's shards.
 type backend struct {
-	cfg    *Config
-	parse  replyParser
-	shards []*shard
-	ring   atomic.Pointer[ring.Ring]
-	log    *slog.Logger
-	wg     sync.WaitGroup // reader and watchdog goroutines
-	ctx    context.Context
-	dialer net.Dialer
+	cfg     *Config
+	parse   replyParser
+	pool    atomic.Pointer[pool]
+	metrics *metrics
+	log     *slog.Logger
+	wg      sync.WaitGroup // reader and watchdog goroutines
+	ctx     context.Context
+	dialer  net.Dialer
 
-	ringMu sync.Mutex // serialises ring rebuilds
+	ringMu  sync.Mutex // serialises ring rebuilds and reloads
+	retired []*shard   // shards a reload took out, closed after a grace period (and at shutdown)
 }
 
+// pool is a set of shards and the ring over those of them that are live.
+type pool struct {
+	shards []*shard
+	ring   *ring.Ring
+}
+
+// shards returns the current pool's shards (for status and maintenance, not for routing a batch).
+func (b *backend) shards() []*shard { return b.pool.Load().shards }
+
 func newBackend(ctx context.Context, cfg *Config, parse replyParser, m *metrics, log *slog.Logger) (*backend, error) {
-	b := &backend{cfg: cfg, parse: parse, log: log, ctx: ctx}
+	b := &backend{cfg: cfg, parse: parse, metrics: m, log: log, ctx: ctx}
 	b.dialer.Timeout = cfg.Timeout
+	var shards []*shard
 	for i, s := range cfg.Servers {
-		b.shards = append(b.shards, &shard{
-			index: i, server: s, backend: b, metrics: m.forShard(s.String()),
-			conns: make([]*serverConn, cfg.ServerConnections),
-		})
+		shards = append(shards, b.newShard(i, s))
 	}
+	b.pool.Store(&pool{shards: shards})
 	if err := b.rebuild(time.Now()); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
-// rebuild makes a new ring from the shards that are not ejected at now.
+func (b *backend) newShard(index int, s ring.Server) *shard {
+	return &shard{index: index, server: s, backend: b, metrics: b.metrics.forShard(s.String()),
+		conns: make([]*serverConn, b.cfg.ServerConnections)}
+}
+
+// rebuild makes a new ring from the current pool's shards that are not ejected at now.
 func (b *backend) rebuild(now time.Time) error {
 	b.ringMu.Lock()
 	defer b.ringMu.Unlock()
-	live := make([]bool, len(b.shards))
-	for i, s := range b.shards {
+	return b.rebuildLocked(b.pool.Load().shards, now)
+}
+
+// rebuildLocked stores a pool of shards with a ring over the live ones; ringMu is held.
+func (b *backend) rebuildLocked(shards []*shard, now time.Time) error {
+	live := make([]bool, len(shards))
+	servers := make([]ring.Server, len(shards))
+	for i, s := range shards {
+		servers[i] = s.server
 		s.mu.Lock()
 		live[i] = s.ejectedTil.IsZero() || !now.Before(s.ejectedTil)
 		if live[i] && !s.ejectedTil.IsZero() {
@@ -84,11 +107,11 @@ func (b *backend) rebuild(now time.Time) error {
 		s.mu.Unlock()
 		s.metrics.setInRing(live[i])
 	}
-	r, err := ring.New(b.cfg.Servers, live, b.cfg.hashFunc, b.cfg.Distribution, b.cfg.HashTag)
+	r, err := ring.New(servers, live, b.cfg.hashFunc, b.cfg.Distribution, b.cfg.HashTag)
 	if err != nil {
 		return err
 	}
-	b.ring.Store(r)
+	b.pool.Store(&pool{shards: shards, ring: r})
 	return nil
 }
 
@@ -105,7 +128,7 @@ func (b *backend) maintain(ctx context.Context) {
 			return
 		case now := <-tick.C:
 			due := false
-			for _, s := range b.shards {
+			for _, s := range b.shards() {
 				s.mu.Lock()
 				if !s.ejectedTil.IsZero() && !now.Before(s.ejectedTil) {
 					due = true
@@ -123,7 +146,10 @@ func (b *backend) maintain(ctx context.Context) {
 
 // close closes every shard connection (failing what is still pending) and waits for their goroutines.
 func (b *backend) close() {
-	for _, s := range b.shards {
+	b.ringMu.Lock()
+	all := append(append([]*shard(nil), b.pool.Load().shards...), b.retired...)
+	b.ringMu.Unlock()
+	for _, s := range all {
 		s.mu.Lock()
 		conns := append([]*serverConn(nil), s.conns...)
 		s.mu.Unlock()
@@ -140,7 +166,8 @@ var errShuttingDown = errors.New("shard-ambassador is shutting down")
 
 // reachable reports whether at least one shard is reachable: a live connection, or else a quick dial.
 func (b *backend) reachable() error {
-	for _, s := range b.shards {
+	shards := b.shards()
+	for _, s := range shards {
 		s.mu.Lock()
 		for _, c := range s.conns {
 			if c != nil && c.broken.Load() == nil {
@@ -151,7 +178,7 @@ func (b *backend) reachable() error {
 		s.mu.Unlock()
 	}
 	var errs []error
-	for _, s := range b.shards {
+	for _, s := range shards {
 		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Timeout)
 		c, err := b.dialer.DialContext(ctx, "tcp", s.server.Addr())
 		cancel()

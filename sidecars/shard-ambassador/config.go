@@ -43,6 +43,8 @@ type Config struct {
 	TLSCAFile, TLSCertFile, TLSKeyFile string
 
 	// Derived by loadConfig.
+	// configPoll re-reads CONFIG_FILE this often besides its directory's events (reload.go); 10 s.
+	configPoll time.Duration
 	// redisAuth is CONFIG_FILE's redis_auth (twemproxy's one password per pool), used without AuthFile.
 	redisAuth string
 	Servers   []ring.Server
@@ -74,7 +76,7 @@ func settings(c *Config) envflag.Set {
 			Parse: envflag.OneOf(&c.Distribution, ring.Distributions...)},
 		{Env: "HASH_TAG", Usage: "two characters, e.g. {}: only the part of a key between them is hashed",
 			Parse: envflag.Delimiters(&c.HashTag)},
-		{Env: "CONFIG_FILE", Usage: "a twemproxy (nutcracker.yml) file, mounted into the pod; its pool's keys win over the settings above",
+		{Env: "CONFIG_FILE", Usage: "a twemproxy (nutcracker.yml) file, mounted into the pod; its pool's keys win over the settings above, and a change to its servers is applied without a restart",
 			Parse: envflag.String(&c.ConfigFile)},
 		{Env: "POOL", Usage: "the pool of CONFIG_FILE to serve (default: the first)",
 			Parse: envflag.String(&c.Pool)},
@@ -121,7 +123,7 @@ func optionalHostPort(p *string) func(string) error {
 
 // loadConfig parses flags and ENV, reads CONFIG_FILE when set, and validates the result as a whole.
 func loadConfig(args []string, lookupEnv func(string) (string, bool), out io.Writer) (*Config, error) {
-	c := &Config{}
+	c := &Config{configPoll: 10 * time.Second}
 	if err := settings(c).Parse(args, lookupEnv, out); err != nil {
 		return nil, err
 	}

@@ -24,8 +24,10 @@ func newHTTPHandler(b *backend) http.Handler {
 		ResponseHeaderTimeout: cfg.Timeout,
 		ForceAttemptHTTP2:     false,
 	}
-	proxies := make([]*httputil.ReverseProxy, len(b.shards))
-	for i, s := range b.shards {
+	// HTTP shards are not reloaded (reload.go): the pool's shards stay these, its ring follows ejections.
+	shards := b.shards()
+	proxies := make([]*httputil.ReverseProxy, len(shards))
+	for i, s := range shards {
 		target := &url.URL{Scheme: "http", Host: s.server.Addr()}
 		proxies[i] = &httputil.ReverseProxy{
 			Transport: transport,
@@ -48,12 +50,13 @@ func newHTTPHandler(b *backend) http.Handler {
 		if cfg.HTTPKeyHeader != "" {
 			key = r.Header.Get(cfg.HTTPKeyHeader) + key
 		}
-		i := b.ring.Load().Pick([]byte(key))
+		p := b.pool.Load()
+		i := p.ring.Pick([]byte(key))
 		if i < 0 {
 			http.Error(w, "shard-ambassador: "+errNoLiveShard.Error(), http.StatusBadGateway)
 			return
 		}
-		s := b.shards[i]
+		s := p.shards[i]
 		start := time.Now()
 		proxies[i].ServeHTTP(w, r)
 		s.metrics.observe(int64(time.Since(start)))

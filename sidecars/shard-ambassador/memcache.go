@@ -124,10 +124,13 @@ type memcacheSlot struct {
 }
 
 func serveMemcache(b *backend, m *metrics, s session) error {
-	c := &memcacheSession{session: s, m: m, args: make([][]byte, 0, 32), owners: make([]int, len(b.shards))}
+	c := &memcacheSession{session: s, m: m, args: make([][]byte, 0, 32), owners: make([]int, len(s.p.shards))}
 	c.errLine = memcacheErrorLine
 	defer c.settle() // a direct reply in flight refers to this session
 	for {
+		if c.refreshPool() {
+			c.owners = make([]int, len(c.p.shards))
+		}
 		c.slots, c.local, c.subs, c.keySub, c.keys = c.slots[:0], c.local[:0], c.subs[:0], c.keySub[:0], c.keys[:0]
 		consumed := c.r
 		for len(c.slots) < maxBatch && !c.quit {
@@ -296,7 +299,7 @@ func (c *memcacheSession) forward(args [][]byte, noreply bool, raw, data []byte)
 		c.scratch = append(c.scratch, data...)
 		raw = c.scratch
 	}
-	i, err := pick(c.b, args[1])
+	i, err := pick(c.p, args[1])
 	if err != nil {
 		c.serverError(noreply, err)
 		return
@@ -319,7 +322,7 @@ func (c *memcacheSession) serverError(noreply bool, err error) {
 // retrieve sends get/gets: as is when every key is on one shard, else one sub-command per shard.
 func (c *memcacheSession) retrieve(line []byte, args [][]byte) {
 	c.start()
-	r := c.b.ring.Load()
+	r := c.p.ring
 	keys := args[1:]
 	first := r.Pick(keys[0])
 	same := first >= 0

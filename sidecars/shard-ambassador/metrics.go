@@ -17,6 +17,10 @@ type metrics struct {
 	// clientsRefused counts connections closed at once for MAX_CLIENT_CONNECTIONS.
 	clientsRefused prometheus.Counter
 	refused        *prometheus.CounterVec
+	// reloads counts CONFIG_FILE reloads by result; remapped is the share of a sample of keys the last
+	// applied reload moved to another shard (reload.go).
+	reloads  *prometheus.CounterVec
+	remapped prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -46,8 +50,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shard_ambassador_refused_commands_total", Help: "Commands refused because they cannot be sharded, by command.",
 		}, []string{"command"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shard_ambassador_config_reloads_total", Help: "Reloads of CONFIG_FILE's shard list, by result: applied, unchanged or invalid (the running shards kept).",
+		}, []string{"result"}),
+		remapped: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shard_ambassador_config_reload_remapped_keys_ratio", Help: "Share of a sample of 10,000 keys that the last applied reload moved to another shard.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.failures, m.latency, m.ejections, m.inRing, m.clients, m.clientsRefused, m.refused)
+	for _, r := range []string{"applied", "unchanged", "invalid"} {
+		m.reloads.WithLabelValues(r)
+	}
+	reg.MustRegister(m.requests, m.failures, m.latency, m.ejections, m.inRing, m.clients, m.clientsRefused, m.refused, m.reloads, m.remapped)
 	return m
 }
 

@@ -29,10 +29,13 @@ type redisSlot struct {
 }
 
 func serveRedis(b *backend, m *metrics, s session) error {
-	c := &redisSession{session: s, m: m, owners: make([]int, len(b.shards))}
+	c := &redisSession{session: s, m: m, owners: make([]int, len(s.p.shards))}
 	c.errLine = redisErrorLine
 	defer c.settle() // a direct reply in flight refers to this session
 	for {
+		if c.refreshPool() {
+			c.owners = make([]int, len(c.p.shards))
+		}
 		c.slots, c.local, c.subs, c.keySub = c.slots[:0], c.local[:0], c.subs[:0], c.keySub[:0]
 		for len(c.slots) < maxBatch {
 			args, n, err := parseCommand(c.rbuf[c.r:c.w], c.args, c.b.cfg.MaxCommandSize)
@@ -215,7 +218,7 @@ func (c *redisSession) encode(args [][]byte) []byte {
 
 // single forwards a one-key command to the key's shard.
 func (c *redisSession) single(raw []byte, key []byte) {
-	i, err := pick(c.b, key)
+	i, err := pick(c.p, key)
 	if err != nil {
 		c.localError("ERR shard-ambassador: %v", err)
 		return
@@ -230,7 +233,7 @@ func (c *redisSession) single(raw []byte, key []byte) {
 
 // sameShard forwards a command whose keys must share a shard, or refuses it.
 func (c *redisSession) sameShard(raw []byte, args, keys [][]byte) {
-	r := c.b.ring.Load()
+	r := c.p.ring
 	first := r.Pick(keys[0])
 	for _, k := range keys[1:] {
 		if r.Pick(k) != first {
@@ -245,7 +248,7 @@ func (c *redisSession) sameShard(raw []byte, args, keys [][]byte) {
 // which sub-request holds each key, so that the replies can be merged back in the client's key order.
 // step is 1 for keys, 2 for key/value pairs.
 func (c *redisSession) split(raw []byte, args [][]byte, merge mergeKind, step int) {
-	r := c.b.ring.Load()
+	r := c.p.ring
 	// Fast path: every key on one shard → forward the command as it is.
 	first := r.Pick(args[1])
 	same := first >= 0

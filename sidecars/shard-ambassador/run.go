@@ -60,6 +60,10 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); statusErr <- status.Serve(ctx, sln) }()
 	go func() { defer wg.Done(); b.maintain(ctx) }()
+	if cfg.ConfigFile != "" && cfg.Protocol != "http" {
+		wg.Add(1)
+		go func() { defer wg.Done(); b.watchConfig(ctx, cfg.configPoll) }()
+	}
 
 	var serveErr error
 	if cfg.Protocol == "http" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"syscall"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 // The next batch first settles: it waits until that reply is written, so replies stay in order.
 type session struct {
 	b    *backend
+	p    *pool // the pool this batch routes over (refreshPool, between batches)
 	conn net.Conn
 	raw  syscall.RawConn // conn's descriptor, for writes that must not block a shard reader; nil: no direct replies
 	slot int             // which of a shard's server_connections this client uses (keeps its commands in order)
@@ -50,8 +52,9 @@ func newSession(b *backend, conn net.Conn, id int) session {
 	s := session{
 		b: b, conn: conn, slot: id % b.cfg.ServerConnections,
 		rbuf: make([]byte, 16<<10), out: bufio.NewWriterSize(conn, 32<<10),
-		wt: newWaiter(), sc: make([]*serverConn, len(b.shards)),
+		wt: newWaiter(), p: b.pool.Load(),
 	}
+	s.sc = make([]*serverConn, len(s.p.shards))
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			s.raw = raw
@@ -99,6 +102,22 @@ func (s *session) fill() error {
 	return err
 }
 
+// refreshPool takes the backend's current pool for the next batch; it reports whether the shards changed
+// (a reload), when the per-shard state is sized anew. Called between batches only: every index a batch
+// routes with is an index of one pool's shards.
+func (s *session) refreshPool() bool {
+	p := s.b.pool.Load()
+	if p == s.p {
+		return false
+	}
+	changed := !slices.Equal(p.shards, s.p.shards)
+	s.p = p
+	if changed {
+		s.sc = make([]*serverConn, len(p.shards))
+	}
+	return changed
+}
+
 // start begins a batch, once, when its first complete command is there: it first settles the previous
 // direct request (its reply must reach the client before anything that follows).
 func (s *session) start() {
@@ -143,7 +162,7 @@ func (s *session) send(i int, req *request, data []byte) error {
 	sc := s.sc[i]
 	if sc == nil || sc.broken.Load() != nil {
 		var err error
-		if sc, err = s.b.shards[i].conn(s.slot); err != nil {
+		if sc, err = s.p.shards[i].conn(s.slot); err != nil {
 			return err
 		}
 		s.sc[i] = sc
@@ -249,9 +268,9 @@ func (s *session) writeNow(b []byte) (n int, err error) {
 	return n, err
 }
 
-// pick returns the shard index for key, or an error when no shard is live.
-func pick(b *backend, key []byte) (int, error) {
-	i := b.ring.Load().Pick(key)
+// pick returns the shard index in p for key, or an error when no shard is live.
+func pick(p *pool, key []byte) (int, error) {
+	i := p.ring.Pick(key)
 	if i < 0 {
 		return -1, errNoLiveShard
 	}
