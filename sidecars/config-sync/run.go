@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/klog/v2"
 
 	"github.com/outrigger-dev/outrigger/internal/statusport"
@@ -22,8 +23,13 @@ func run(ctx context.Context, cfg *Config) error {
 	log := cfg.logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		// client-go's package-level messages in the same format. klog's logger is process-wide, so
+		// only the binary's own run sets it; a test running several syncs in one process passes each
+		// its logger and they would race on it.
+		klog.SetSlogLogger(log)
 	}
-	klog.SetSlogLogger(log) // client-go's own messages in the same format
+	// The informers log through the context's logger: each run's own.
+	ctx = klog.NewContext(ctx, logr.FromSlogHandler(log.Handler()))
 
 	var src source
 	if cfg.SourceDir != "" {
