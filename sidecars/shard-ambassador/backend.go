@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -380,7 +381,9 @@ func (c *serverConn) fail(err error, count bool) {
 	c.mu.Unlock()
 	close(c.closed)
 	c.conn.Close()
+	now := time.Now().UnixNano()
 	for _, r := range pending {
+		r.cmd.observe(now-r.sentAt, true)
 		r.finish(nil, err)
 	}
 	if count {
@@ -436,6 +439,7 @@ func (c *serverConn) readLoop() {
 			for i := 0; i < k; i++ {
 				req := heads[i]
 				c.shard.metrics.observe(now - req.sentAt)
+				req.cmd.observe(now-req.sentAt, errorReply(buf[start:ends[i]]))
 				req.finish(buf[start:ends[i]], nil)
 				start = ends[i]
 				heads[i] = nil
@@ -468,6 +472,12 @@ func (c *serverConn) readLoop() {
 			c.shard.recordSuccessSoon()
 		}
 	}
+}
+
+// errorReply reports whether a shard's reply is an error: redis's "-ERR …", memcache's ERROR,
+// CLIENT_ERROR and SERVER_ERROR lines.
+func errorReply(b []byte) bool {
+	return len(b) > 0 && b[0] == '-' || bytes.HasPrefix(b, []byte("ERROR")) || bytes.HasPrefix(b, []byte("CLIENT_ERROR")) || bytes.HasPrefix(b, []byte("SERVER_ERROR"))
 }
 
 // recordSuccessSoon resets the failure count on the first reply after failures, cheaply.

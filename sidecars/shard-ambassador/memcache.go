@@ -123,6 +123,27 @@ type memcacheSlot struct {
 	split    bool
 }
 
+// refusedMemcacheLabel is the label a refused memcache command counts under: its name for memcached's
+// own commands the proxy refuses (stats, flush_all, gat, the meta commands…), "other" for any other name,
+// so that made-up names cannot grow the series without bound.
+func refusedMemcacheLabel(name []byte) string {
+	switch n := string(name); n {
+	case "stats", "flush_all", "verbosity", "gat", "gats", "cache_memlimit", "shutdown", "misbehave",
+		"watch", "lru_crawler", "slabs", "lru", "mg", "ms", "md", "ma", "mn", "me":
+		return n
+	}
+	return "other"
+}
+
+// memcacheCommandIDs are the commands parse forwards to shards, each with its metrics' id.
+var memcacheCommandIDs = func() map[string]int {
+	m := map[string]int{}
+	for _, n := range []string{"get", "gets", "set", "add", "replace", "append", "prepend", "cas", "delete", "incr", "decr", "touch"} {
+		m[n] = commandID(n)
+	}
+	return m
+}()
+
 func serveMemcache(b *backend, m *metrics, s session) error {
 	c := &memcacheSession{session: s, m: m, args: make([][]byte, 0, 32), owners: make([]int, len(s.p.shards))}
 	c.errLine = memcacheErrorLine
@@ -214,6 +235,10 @@ func (c *memcacheSession) parse(buf []byte) (int, error) {
 		c.localLine("CLIENT_ERROR bad command line format: a NUL byte")
 		return len(line), nil
 	}
+	c.cmd = nil
+	if id, ok := memcacheCommandIDs[string(args[0])]; ok {
+		c.cmd = c.m.command(id)
+	}
 	switch string(args[0]) {
 	case "get", "gets":
 		if n < 2 {
@@ -284,7 +309,7 @@ func (c *memcacheSession) parse(buf []byte) (int, error) {
 		c.quit = true
 		return len(line), nil
 	}
-	c.m.refused.WithLabelValues(upperName(args[0])).Inc()
+	c.m.refused.WithLabelValues(refusedMemcacheLabel(args[0])).Inc()
 	c.localLine("CLIENT_ERROR shard-ambassador: command '%s' cannot be sharded, refused", args[0])
 	return len(line), nil
 }

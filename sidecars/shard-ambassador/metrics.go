@@ -1,6 +1,7 @@
 package main
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,55 @@ type metrics struct {
 	// applied reload moved to another shard (reload.go).
 	reloads  *prometheus.CounterVec
 	remapped prometheus.Gauge
+	// commandCount and commandLatency are per command, for the requests sent to shards; commands holds
+	// each command's children, by command id, once a request used them.
+	commandCount   *prometheus.CounterVec
+	commandLatency *prometheus.HistogramVec
+	commands       []atomic.Pointer[commandMetrics]
+}
+
+// commandNames are the labels of the per-command metrics: the names of redis's command table and of
+// memcache's commands, each given an id at init (commandID). A label therefore never comes from a
+// client's bytes (the series stay bounded), and a request finds its command's metrics by index: no
+// lookup, no allocation on the hot path.
+var commandNames []string
+
+func commandID(name string) int {
+	commandNames = append(commandNames, name)
+	return len(commandNames) - 1
+}
+
+// commandMetrics are one command's children, resolved once per command so that a request costs two
+// atomic updates and no label lookup.
+type commandMetrics struct {
+	ok, failed prometheus.Counter
+	latency    prometheus.Observer
+}
+
+// command returns the metrics of the command with that id (commandID); the first use creates its series.
+func (m *metrics) command(id int) *commandMetrics {
+	if cm := m.commands[id].Load(); cm != nil {
+		return cm
+	}
+	name := commandNames[id]
+	m.commands[id].CompareAndSwap(nil, &commandMetrics{
+		ok: m.commandCount.WithLabelValues(name, "ok"), failed: m.commandCount.WithLabelValues(name, "error"),
+		latency: m.commandLatency.WithLabelValues(name),
+	})
+	return m.commands[id].Load()
+}
+
+// observe counts one reply (failed: an error reply or no reply) after d nanoseconds.
+func (cm *commandMetrics) observe(d int64, failed bool) {
+	if cm == nil {
+		return
+	}
+	if failed {
+		cm.failed.Inc()
+	} else {
+		cm.ok.Inc()
+	}
+	cm.latency.Observe(float64(d) / 1e9)
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -48,7 +98,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "shard_ambassador_client_connections_refused_total", Help: "Client connections refused because MAX_CLIENT_CONNECTIONS were open.",
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "shard_ambassador_refused_commands_total", Help: "Commands refused because they cannot be sharded, by command.",
+			Name: "shard_ambassador_refused_commands_total", Help: "Commands refused because they cannot be sharded, by command (other: a name the protocol does not have).",
 		}, []string{"command"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shard_ambassador_config_reloads_total", Help: "Reloads of CONFIG_FILE's shard list, by result: applied, unchanged or invalid (the running shards kept).",
@@ -57,10 +107,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "shard_ambassador_config_reload_remapped_keys_ratio", Help: "Share of a sample of 10,000 keys that the last applied reload moved to another shard.",
 		}),
 	}
+	m.commandCount = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shard_ambassador_commands_total", Help: "Requests sent to shards, by command and result: ok, or error (an error reply, a timeout or a failed connection).",
+	}, []string{"command", "result"})
+	m.commandLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "shard_ambassador_command_duration_seconds", Help: "Time from sending a request to a shard to its reply, by command.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+	}, []string{"command"})
+	m.commands = make([]atomic.Pointer[commandMetrics], len(commandNames))
 	for _, r := range []string{"applied", "unchanged", "invalid"} {
 		m.reloads.WithLabelValues(r)
 	}
-	reg.MustRegister(m.requests, m.failures, m.latency, m.ejections, m.inRing, m.clients, m.clientsRefused, m.refused, m.reloads, m.remapped)
+	reg.MustRegister(m.requests, m.failures, m.latency, m.ejections, m.inRing, m.clients, m.clientsRefused, m.refused, m.reloads, m.remapped, m.commandCount, m.commandLatency)
 	return m
 }
 

@@ -114,10 +114,11 @@ func (c *redisSession) dispatch(args [][]byte, raw []byte) {
 	}
 	cmd, ok := lookupCommand(args[0])
 	if !ok {
-		c.m.refused.WithLabelValues(upperName(args[0])).Inc()
+		c.m.refused.WithLabelValues(refusedLabel(args[0])).Inc()
 		c.localError("ERR shard-ambassador: command '%s' cannot be sharded (not key-based, blocking or unknown), refused", args[0])
 		return
 	}
+	c.cmd = c.m.command(cmd.id)
 	if len(args) < cmd.minArgs {
 		c.localError("ERR wrong number of arguments for '%s' command", bytes.ToLower(args[0]))
 		return

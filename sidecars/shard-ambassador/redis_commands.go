@@ -26,6 +26,7 @@ const (
 )
 
 type command struct {
+	id      int // the command's metrics (commandID): its name, upper case as in the table, is the label
 	route   routeKind
 	merge   mergeKind
 	minArgs int // including the command name
@@ -37,6 +38,7 @@ var redisCommands = func() map[string]command {
 	m := map[string]command{}
 	add := func(c command, names string) {
 		for _, n := range strings.Fields(names) {
+			c.id = commandID(n)
 			m[n] = c
 		}
 	}
@@ -62,6 +64,36 @@ var redisCommands = func() map[string]command {
 	add(command{route: routeLocal, minArgs: 1}, "PING ECHO QUIT SELECT COMMAND AUTH")
 	return m
 }()
+
+// refusedRedisCommands are redis commands the proxy knows and refuses (whole-keyspace, blocking,
+// pub/sub, transactions, server administration): shard_ambassador_refused_commands_total labels them by
+// name, and every other refused name "other", so a client sending made-up names cannot grow the series
+// without bound.
+var refusedRedisCommands = func() map[string]bool {
+	m := map[string]bool{}
+	for _, n := range strings.Fields(`
+		KEYS SCAN RANDOMKEY DBSIZE FLUSHALL FLUSHDB SWAPDB MOVE MIGRATE OBJECT WAIT WAITAOF
+		MULTI EXEC DISCARD WATCH UNWATCH
+		BLPOP BRPOP BRPOPLPUSH BLMOVE BLMPOP BZPOPMIN BZPOPMAX BZMPOP XREAD XREADGROUP LMPOP ZMPOP
+		SUBSCRIBE UNSUBSCRIBE PSUBSCRIBE PUNSUBSCRIBE SSUBSCRIBE SUNSUBSCRIBE PUBLISH SPUBLISH PUBSUB MONITOR
+		XGROUP XINFO XSETID LCS SINTERCARD ZINTERCARD ZUNION ZINTER ZDIFF
+		SCRIPT FUNCTION FCALL FCALL_RO CLIENT CONFIG INFO HELLO RESET CLUSTER READONLY READWRITE ACL
+		MEMORY LATENCY MODULE SLOWLOG DEBUG SAVE BGSAVE BGREWRITEAOF LASTSAVE SHUTDOWN TIME ROLE
+		REPLICAOF SLAVEOF SYNC PSYNC FAILOVER LOLWUT`) {
+		m[n] = true
+	}
+	return m
+}()
+
+// refusedLabel is the label a refused command counts under: its name if redis has such a command,
+// "other" if not.
+func refusedLabel(name []byte) string {
+	up := upperName(name)
+	if refusedRedisCommands[up] {
+		return up
+	}
+	return "other"
+}
 
 // lookupCommand finds name case-insensitively without allocating.
 func lookupCommand(name []byte) (command, bool) {

@@ -12,6 +12,8 @@ type request struct {
 	sentAt int64 // unix nanoseconds
 	// kind tells a protocol's reply parser what reply shape to expect (memcache: a retrieval or one line).
 	kind byte
+	// cmd counts the request in its command's metrics (nil: not counted).
+	cmd *commandMetrics
 
 	// state decides, once, who finishes the request: the client goroutine (requestDone: the reply is
 	// copied into reply and the client is woken) or the shard reader (requestDirect: the reply is written

@@ -41,6 +41,7 @@ type session struct {
 	sc      []*serverConn
 	dirty   []*serverConn
 	now     int64
+	cmd     *commandMetrics // the command being dispatched: its requests count in its metrics
 	quit    bool
 	started bool // the current batch has begun (settled, waiter armed)
 	direct  bool // a direct request's reply may still be on its way to the client
@@ -152,7 +153,7 @@ func (s *session) newRequest() *request {
 	if cap(r.reply) > 1<<20 { // do not keep a huge reply's memory for the client's lifetime
 		r.reply = nil
 	}
-	r.err, r.reply, r.kind, r.client = nil, r.reply[:0], 0, nil
+	r.err, r.reply, r.kind, r.client, r.cmd = nil, r.reply[:0], 0, nil, s.cmd
 	r.state.Store(requestPending)
 	return r
 }
