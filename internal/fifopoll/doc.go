@@ -5,5 +5,6 @@
 //
 // Wrap is the whole API: it takes a *net.TCPConn and returns a net.Conn (conformant: x/net's nettest
 // suite runs over it). Off Linux, or if the poller cannot start, it returns the connection as is.
-// https-proxy uses it for its client and app connections unless FIFO_POLLER=false.
+// https-proxy (client and app connections) and shard-ambassador (client and shard connections) use it
+// unless their FIFO_POLLER=false.
 package fifopoll

@@ -140,7 +140,7 @@ func (p *fifoPoller) run() {
 		}
 	})
 	// Unreachable; if it were not, every reader and writer would wait forever: better to stop loudly.
-	panic(fmt.Sprintf("https-proxy: the connection poller stopped: %v", err))
+	panic(fmt.Sprintf("fifopoll: the connection poller stopped: %v", err))
 }
 
 // wrap moves tc's socket to a new descriptor that only this poller watches, and closes tc (which

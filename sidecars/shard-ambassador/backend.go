@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/outrigger-dev/outrigger/internal/fifopoll"
 	"github.com/outrigger-dev/outrigger/sidecars/shard-ambassador/ring"
 )
 
@@ -53,6 +54,9 @@ type backend struct {
 	wg      sync.WaitGroup // reader and watchdog goroutines
 	ctx     context.Context
 	dialer  net.Dialer
+	// wrap serves each client and shard connection from the FIFO poller, or returns it as is
+	// (FIFO_POLLER).
+	wrap func(net.Conn) net.Conn
 
 	ringMu  sync.Mutex // serialises ring rebuilds and reloads
 	retired []*shard   // shards a reload took out, closed after a grace period (and at shutdown)
@@ -70,6 +74,10 @@ func (b *backend) shards() []*shard { return b.pool.Load().shards }
 func newBackend(ctx context.Context, cfg *Config, parse replyParser, m *metrics, log *slog.Logger) (*backend, error) {
 	b := &backend{cfg: cfg, parse: parse, metrics: m, log: log, ctx: ctx}
 	b.dialer.Timeout = cfg.Timeout
+	b.wrap = func(c net.Conn) net.Conn { return c }
+	if cfg.FIFOPoller {
+		b.wrap = fifopoll.Wrap
+	}
 	var shards []*shard
 	for i, s := range cfg.Servers {
 		shards = append(shards, b.newShard(i, s))
@@ -236,6 +244,9 @@ func (s *shard) conn(i int) (*serverConn, error) {
 	b := s.backend
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Timeout)
 	nc, err := b.dialer.DialContext(ctx, "tcp", s.server.Addr())
+	if err == nil {
+		nc = b.wrap(nc)
+	}
 	if err == nil && b.cfg.TLS {
 		var tc net.Conn
 		if tc, err = b.handshake(ctx, nc, s.server.Addr()); err != nil {

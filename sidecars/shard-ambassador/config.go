@@ -41,6 +41,8 @@ type Config struct {
 	// presenting TLSCertFile/TLSKeyFile when set (redis's tls-auth-clients).
 	TLS                                bool
 	TLSCAFile, TLSCertFile, TLSKeyFile string
+	// FIFOPoller serves the client and shard connections from internal/fifopoll (readiness order).
+	FIFOPoller bool
 
 	// Derived by loadConfig.
 	// configPoll re-reads CONFIG_FILE this often besides its directory's events (reload.go); 10 s.
@@ -106,6 +108,8 @@ func settings(c *Config) envflag.Set {
 			Parse: envflag.OptionalAbsolutePath(&c.TLSCertFile)},
 		{Env: "TLS_KEY_FILE", Usage: "PEM private key of TLS_CERT_FILE",
 			Parse: envflag.OptionalAbsolutePath(&c.TLSKeyFile)},
+		{Env: "FIFO_POLLER", Default: "true", Usage: "redis, memcache: serve client and shard connections in readiness order from the proxy's own epoll poller (Linux; a lower p99 under load); false leaves them to Go's netpoller",
+			Parse: envflag.Bool(&c.FIFOPoller), Switch: true},
 		{Env: "AUTH_FILE", Usage: "redis: a file holding the shards' password, or an ACL username and password on one line (e.g. from auth-secret); sent as AUTH on every new shard connection, read anew each time",
 			Parse: envflag.OptionalAbsolutePath(&c.AuthFile)},
 	}}

@@ -22,7 +22,8 @@ import (
 // Real peers for the tests: redis-server, memcached and nutcracker from Debian, on 127.0.0.1 ports.
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// The FIFO poller's one goroutine lives as long as the process, as in the binary.
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/outrigger-dev/outrigger/internal/fifopoll.(*fifoPoller).run"))
 }
 
 func needBinary(t testing.TB, name string) string {

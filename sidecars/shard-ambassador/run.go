@@ -149,6 +149,7 @@ func serveTCPClients(ctx context.Context, ln net.Listener, b *backend, m *metric
 			refuseClient(conn, b.cfg)
 			continue
 		}
+		conn = b.wrap(conn)
 		clients[conn] = struct{}{}
 		mu.Unlock()
 		m.clients.Inc()
