@@ -1,9 +1,12 @@
 #!/bin/bash
 # git-sync benchmark: initial sync of a generated repository (5,000 files, 2,000 commits) against plain
-# `git clone` in the same run (the peer ratio), and the time from `git push` to the link flip with a 1 s
-# period. Everything runs on 127.0.0.1. Needs git (`make deps`); uses _output/bin/git-sync from `make build`
+# `git clone` in the same run (the peer ratio); one sync after a push of 1, 50 and 5,000 changed files
+# against `git fetch` + `git checkout` (see syncbench's pushToFlip); and push → link flip with a 1 s period. Everything runs on 127.0.0.1. Needs git (`make deps`); uses _output/bin/git-sync from `make build`
 # when it exists. Results go to docs/performance.md (by hand).
-#   bench/git-sync/run.sh [pushes]
+# K8S_GIT_SYNC=<path to a kubernetes/git-sync v4 binary> adds its columns, measured the same way; without
+# it they are left out. Build it from a checkout of github.com/kubernetes/git-sync with `go build .`; its
+# source is never part of this repository.
+#   [K8S_GIT_SYNC=…] bench/git-sync/run.sh [pushes]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH=/usr/local/go/bin:$PATH

@@ -36,6 +36,8 @@ func TestAHostileRepositoryCannotWriteOutsideTheRootOrRunCode(t *testing.T) {
 		env     map[string]string
 		build   func(t *testing.T, u *upstream, sync func()) // sync: sync what is pushed so far
 		refused string                                       // "" when the last sync succeeds
+		// recycled: the last sync must write into the spare checkout (sync ages the replaced ones).
+		recycled bool
 	}{
 		{name: "symlinks out of the root, then a file through one", build: func(t *testing.T, u *upstream, sync func()) {
 			os.Symlink(outside, filepath.Join(u.Work, "abs"))
@@ -44,6 +46,16 @@ func TestAHostileRepositoryCannotWriteOutsideTheRootOrRunCode(t *testing.T) {
 			sync() // published with abs -> outside; the next commit makes abs a directory
 			os.Remove(filepath.Join(u.Work, "abs"))
 			u.Commit(map[string]string{"abs/pwned": "written through the old symlink?", "index.html": "two"})
+		}},
+		{name: "symlinks out of the root, then a file through one, into a recycled checkout", recycled: true, build: func(t *testing.T, u *upstream, sync func()) {
+			os.Symlink(outside, filepath.Join(u.Work, "abs"))
+			os.Symlink("../../../../../../../../../../"+strings.TrimPrefix(outside, "/"), filepath.Join(u.Work, "rel"))
+			u.Commit(map[string]string{"index.html": "one"})
+			sync()
+			u.Commit(map[string]string{"index.html": "two"})
+			sync() // the checkout with abs -> outside is the spare: the next commit is written into it
+			os.Remove(filepath.Join(u.Work, "abs"))
+			u.Commit(map[string]string{"abs/pwned": "written through the old symlink?", "index.html": "three"})
 		}},
 		{name: "a .. directory", refused: "invalid path", build: func(t *testing.T, u *upstream, _ func()) {
 			craftCommit(t, u, map[string]string{"../../../../../../../../../../" + strings.TrimPrefix(outside, "/") + "/pwned": "x", "index.html": "x"})
@@ -65,13 +77,21 @@ func TestAHostileRepositoryCannotWriteOutsideTheRootOrRunCode(t *testing.T) {
 			cfg := testConfig(t, u.FileURL(), tc.env)
 			var s *syncer
 			tc.build(t, u, func() {
-				s = newTestSyncer(t, cfg)
+				if s == nil {
+					s = newTestSyncer(t, cfg)
+				}
 				mustSync(t, s)
+				for hash := range s.replaced {
+					s.replaced[hash] = time.Now().Add(-keepReplaced)
+				}
 			})
 			if s == nil {
 				s = newTestSyncer(t, cfg)
 			}
-			_, err := s.sync(context.Background())
+			res, err := s.sync(context.Background())
+			if tc.recycled && err == nil && !res.Recycled {
+				t.Fatalf("the last sync checked the commit out whole (%+v); this case is about a recycled checkout", res)
+			}
 			switch {
 			case tc.refused == "" && err != nil:
 				t.Fatalf("sync: %v", err)

@@ -111,7 +111,7 @@ func run(ctx context.Context, cfg *Config) error {
 			// was resumed, as kubernetes/git-sync does.
 			if res.Changed || first {
 				if res.Changed {
-					log.Info("published a new commit", "hash", res.Hash)
+					log.Info("published a new commit", "hash", res.Hash, "recycled", res.Recycled)
 				}
 				m.published(res.Hash)
 				if cfg.OneTime {
@@ -125,6 +125,9 @@ func run(ctx context.Context, cfg *Config) error {
 			if cfg.OneTime {
 				return nil
 			}
+			spareCtx, cancel := context.WithTimeout(ctx, cfg.SyncTimeout)
+			s.prepareSpare(spareCtx)
+			cancel()
 		}
 		select {
 		case <-ctx.Done():

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -58,11 +59,160 @@ func TestFollowsNewCommitsOverEveryTransport(t *testing.T) {
 		if _, err := os.Stat(s.worktree(first)); err != nil {
 			t.Errorf("%s: the replaced checkout %s was removed at once: %v", name, first, err)
 		}
+		// After keepReplaced it is the spare that the next commit is written into (TestANewCommitCostsWhatChanged).
 		s.replaced[first] = time.Now().Add(-keepReplaced)
 		mustSync(t, s)
-		if _, err := os.Stat(s.worktree(first)); !os.IsNotExist(err) {
-			t.Errorf("%s: the replaced checkout %s is still there after keepReplaced (err %v)", name, first, err)
+		if _, err := os.Stat(s.worktree(first)); err != nil {
+			t.Errorf("%s: the spare checkout %s was removed: %v", name, first, err)
 		}
+	}
+}
+
+// TestANewCommitCostsWhatChanged: once the replaced checkout has outlived keepReplaced, the next commit is
+// written into it, so that only the files that changed are written: an unchanged file keeps its inode;
+// changed, added and deleted files, and a file an exec hook left behind, end up exactly as a whole checkout
+// of the new commit would have them, with git's view of it clean; older checkouts are removed, and a
+// restart resumes from the recycled one.
+func TestANewCommitCostsWhatChanged(t *testing.T) {
+	u := newUpstream(t)
+	c1 := u.Commit(map[string]string{"same.txt": "same", "change.txt": "v1", "gone/x.txt": "x", ".gitignore": "*.out\n"})
+	cfg := testConfig(t, u.FileURL(), nil)
+	s := newTestSyncer(t, cfg)
+	mustSync(t, s)
+	inode := func(path string) uint64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	sameIno := inode(filepath.Join(s.worktree(c1), "same.txt"))
+	c2 := u.Commit(map[string]string{"change.txt": "v2"})
+	if res := mustSync(t, s); res.Hash != c2 || res.Recycled {
+		t.Fatalf("second sync = %+v: want %s checked out whole (%s was replaced just now, readers may be in it)", res, c2, c1)
+	}
+	// What an exec hook could leave in a checkout: an untracked file, an ignored one, an edited tracked one.
+	os.WriteFile(filepath.Join(s.worktree(c1), "hook-output"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(s.worktree(c1), "build.out"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(s.worktree(c1), "change.txt"), []byte("edited by a hook"), 0o644)
+	s.replaced[c1] = time.Now().Add(-keepReplaced)
+	c3 := u.Commit(map[string]string{"change.txt": "v3", "gone/x.txt": "", "new/y.txt": "y"})
+	res := mustSync(t, s)
+	if res.Hash != c3 || !res.Recycled {
+		t.Fatalf("third sync = %+v: want %s written into the spare checkout of %s", res, c3, c1)
+	}
+	dir := s.worktree(c3)
+	if inode(filepath.Join(dir, "same.txt")) != sameIno {
+		t.Errorf("same.txt, unchanged since %s, was written again", c1)
+	}
+	for name, want := range map[string]string{"same.txt": "same", "change.txt": "v3", "new/y.txt": "y", "gone/x.txt": "", "hook-output": "", "build.out": ""} {
+		b, err := os.ReadFile(filepath.Join(cfg.Link, name))
+		switch {
+		case want == "" && !os.IsNotExist(err):
+			t.Errorf("%s is in the published checkout (%q, %v); a whole checkout of %s has no such file", name, b, err, c3)
+		case want != "" && string(b) != want:
+			t.Errorf("%s = %q, %v; want %q", name, b, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "gone")); !os.IsNotExist(err) {
+		t.Errorf("the emptied directory gone/ is still there (%v)", err)
+	}
+	if head := hostGit(t, dir, "rev-parse", "HEAD"); head != c3 {
+		t.Errorf("the recycled checkout's HEAD is %s, want %s", head, c3)
+	}
+	if st := hostGit(t, dir, "status", "--porcelain", "--ignored"); st != "" {
+		t.Errorf("git status of the recycled checkout is not clean:\n%s", st)
+	}
+	if _, err := os.Stat(s.worktree(c1)); !os.IsNotExist(err) {
+		t.Errorf("the recycled checkout is still under its old name %s (%v)", c1, err)
+	}
+	list := hostGit(t, s.gitDir(), "worktree", "list", "--porcelain")
+	for _, want := range []string{s.worktree(c2), dir} {
+		if !strings.Contains(list, "worktree "+want+"\n") {
+			t.Errorf("git worktree list lacks %s:\n%s", want, list)
+		}
+	}
+	if strings.Contains(list, c1) || strings.Contains(list, "prunable") {
+		t.Errorf("git worktree list still has the recycled checkout or a stale entry:\n%s", list)
+	}
+	// c2 is the spare now; an older one would go.
+	s.replaced[c2] = time.Now().Add(-keepReplaced)
+	mustSync(t, s)
+	if entries, _ := os.ReadDir(filepath.Join(cfg.Root, worktreesDir)); len(entries) != 2 {
+		t.Errorf("%d checkouts on the volume, want 2 (the published one and the spare): %v", len(entries), entries)
+	}
+	if r := newTestSyncer(t, cfg); r.current != c3 {
+		t.Errorf("a restarted syncer adopted %q, want the recycled checkout of %s", r.current, c3)
+	}
+}
+
+// TestTheFirstCommitAfterAStartIsRecycled: between the first sync and the next, the sidecar checks the
+// published commit out a second time as the spare, so the first new commit after a (re)start costs what
+// changed as well; a restart replaces a spare it finds rather than trusting it.
+func TestTheFirstCommitAfterAStartIsRecycled(t *testing.T) {
+	u := newUpstream(t)
+	u.Commit(map[string]string{"a.txt": "a1", "b.txt": "b"})
+	cfg := testConfig(t, u.FileURL(), nil)
+	s := newTestSyncer(t, cfg)
+	mustSync(t, s)
+	s.prepareSpare(context.Background())
+	if _, err := os.Stat(filepath.Join(s.worktree(spareName), "b.txt")); err != nil {
+		t.Fatalf("no spare checkout after the first sync: %v", err)
+	}
+	c2 := u.Commit(map[string]string{"a.txt": "a2"})
+	res := mustSync(t, s)
+	if res.Hash != c2 || !res.Recycled {
+		t.Fatalf("first new commit = %+v: want %s written into the spare", res, c2)
+	}
+	if hash, content := published(t, cfg, "a.txt"); hash != c2 || content != "a2" {
+		t.Errorf("published %s with a.txt %q, want %s with a2", hash, content, c2)
+	}
+	if _, err := os.Stat(s.worktree(spareName)); !os.IsNotExist(err) {
+		t.Errorf("the spare is still there under its own name after it was used (%v)", err)
+	}
+	s.prepareSpare(context.Background()) // there is a replaced checkout now: nothing to do
+	if _, err := os.Stat(s.worktree(spareName)); !os.IsNotExist(err) {
+		t.Errorf("a second spare was made while the replaced checkout can serve (%v)", err)
+	}
+
+	// A restart: the spare it finds is not trusted (it may be half written); it is removed by the first
+	// sync and made again.
+	os.MkdirAll(s.worktree(spareName), 0o755)
+	os.WriteFile(filepath.Join(s.worktree(spareName), "half"), []byte("x"), 0o644)
+	r := newTestSyncer(t, cfg)
+	mustSync(t, r)
+	r.prepareSpare(context.Background())
+	if _, err := os.Stat(filepath.Join(r.worktree(spareName), "half")); !os.IsNotExist(err) {
+		t.Errorf("the restarted sidecar kept a spare it did not make (%v)", err)
+	}
+	c3 := u.Commit(map[string]string{"b.txt": "b3"})
+	if res := mustSync(t, r); res.Hash != c3 || !res.Recycled {
+		t.Errorf("first new commit after the restart = %+v: want %s written into the new spare", res, c3)
+	}
+	if st := hostGit(t, r.worktree(c3), "status", "--porcelain", "--ignored"); st != "" {
+		t.Errorf("git status of the recycled checkout is not clean:\n%s", st)
+	}
+}
+
+// TestCommitsFasterThanKeepReplacedWaitForTheSpare: when the replaced checkout is too young to recycle but
+// will be old enough before a whole checkout would finish, the sync waits for it instead.
+func TestCommitsFasterThanKeepReplacedWaitForTheSpare(t *testing.T) {
+	u := newUpstream(t)
+	u.Commit(map[string]string{"a.txt": "a1"})
+	cfg := testConfig(t, u.FileURL(), nil)
+	s := newTestSyncer(t, cfg)
+	mustSync(t, s)
+	u.Commit(map[string]string{"a.txt": "a2"})
+	mustSync(t, s) // whole: the first checkout was replaced just now
+	c3 := u.Commit(map[string]string{"a.txt": "a3"})
+	s.wholeCheckout = time.Hour // as on a tree far larger than this one
+	if res := mustSync(t, s); res.Hash != c3 || !res.Recycled {
+		t.Errorf("sync = %+v: want %s written into the first checkout once it had outlived keepReplaced", res, c3)
+	}
+	c4 := u.Commit(map[string]string{"a.txt": "a4"})
+	s.wholeCheckout = 0 // a whole checkout is quicker than the wait
+	if res := mustSync(t, s); res.Hash != c4 || res.Recycled {
+		t.Errorf("sync = %+v: want %s checked out whole rather than waiting", res, c4)
 	}
 }
 
@@ -164,10 +314,13 @@ func TestWrongPasswordIsAClearError(t *testing.T) {
 	}
 }
 
-// TestReadersNeverSeeAPartialTree publishes 100 commits while readers resolve the link and read every
-// file of the checkout it points at: each read must find all files, all of one commit.
+// TestReadersNeverSeeAPartialTree publishes 100 commits, each changing every file, while readers resolve
+// the link and read every file of the checkout it points at: each read must find all files, all of one
+// commit. The swaps come keep apart, so that nearly every one is written into a recycled checkout (the
+// guarantee is for readers that resolved the link less than keepReplaced before a swap: keep stands in
+// for it, and a reader that took longer than keep to read its snapshot is not held to it).
 func TestReadersNeverSeeAPartialTree(t *testing.T) {
-	const files, swaps = 20, 100
+	const files, swaps, keep = 100, 100, 40 * time.Millisecond
 	u := newUpstream(t)
 	version := func(v int) map[string]string {
 		m := map[string]string{}
@@ -197,10 +350,12 @@ func TestReadersNeverSeeAPartialTree(t *testing.T) {
 	publish(0)
 	cfg := testConfig(t, u.FileURL(), map[string]string{"GITSYNC_REF": "main"})
 	s := newTestSyncer(t, cfg)
+	s.keep = keep
 	mustSync(t, s)
+	s.prepareSpare(context.Background())
 
 	var stop atomic.Bool
-	var reads atomic.Int64
+	var reads, late atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	for r := 0; r < 2; r++ {
@@ -208,7 +363,13 @@ func TestReadersNeverSeeAPartialTree(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
-				if err := readSnapshot(cfg.Link, files); err != nil {
+				start := time.Now()
+				err := readSnapshot(cfg.Link, files)
+				if time.Since(start) >= keep {
+					late.Add(1) // descheduled past the window: what it saw proves nothing either way
+					continue
+				}
+				if err != nil {
 					errs <- err
 					return
 				}
@@ -217,13 +378,19 @@ func TestReadersNeverSeeAPartialTree(t *testing.T) {
 			}
 		}()
 	}
+	recycled := 0
 	for v := 1; v <= swaps; v++ {
 		hash := publish(v)
-		if res, err := s.sync(context.Background()); err != nil || res.Hash != hash {
+		res, err := s.sync(context.Background())
+		if err != nil || res.Hash != hash {
 			stop.Store(true)
 			wg.Wait()
 			t.Fatalf("swap %d: %+v, %v", v, res, err)
 		}
+		if res.Recycled {
+			recycled++
+		}
+		time.Sleep(keep)
 	}
 	stop.Store(true)
 	wg.Wait()
@@ -234,7 +401,10 @@ func TestReadersNeverSeeAPartialTree(t *testing.T) {
 	if _, content := published(t, cfg, "d0/f00"); content != fmt.Sprintf("version %d\n", swaps) {
 		t.Errorf("after %d swaps the link shows %q", swaps, content)
 	}
-	t.Logf("%d consistent reads across %d swaps", reads.Load(), swaps)
+	if recycled < swaps*9/10 {
+		t.Errorf("only %d of %d swaps were written into a recycled checkout", recycled, swaps)
+	}
+	t.Logf("%d consistent reads across %d swaps (%d into recycled checkouts); %d reads took longer than %s", reads.Load(), swaps, recycled, late.Load(), keep)
 }
 
 // readSnapshot resolves the link once and reads every file of that checkout.
