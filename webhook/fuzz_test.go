@@ -100,12 +100,12 @@ func FuzzAdmission(f *testing.F) {
 				t.Fatalf("annotations gained a privilege: %s", gained)
 			}
 		}
-		// The patch carries every change Inject made (inject.EditedParts is the whole of what it edits).
+		// The patch carries every change Inject made (what inject's package doc says it may edit).
 		var submitted corev1.Pod
 		if err := json.Unmarshal(raw, &submitted); err == nil {
 			if res, err := inject.Inject(inject.Input{Pod: &submitted, Namespace: "fuzz", Config: cfg}); err == nil && res.Changed {
 				if missed := patchMisses(t, &submitted, res.Pod); missed != "" {
-					t.Fatalf("Inject changed fields outside inject.EditedParts, and the patch drops them: %s", missed)
+					t.Fatalf("Inject changed fields outside what the patch covers, and the patch drops them: %s", missed)
 				}
 			}
 		}

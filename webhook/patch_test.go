@@ -17,7 +17,7 @@ import (
 
 // patchMisses applies the webhook's patch from original to mutated to the submitted pod and returns what
 // the result lacks of mutated, the whole pod as Inject made it: a whole-pod diff, "" when nothing. It is
-// how a test holds Inject to inject.EditedParts, the only parts the webhook's patch covers.
+// how a test holds Inject to what inject may edit, the only parts the webhook's patch covers.
 func patchMisses(t testing.TB, original, mutated *corev1.Pod) string {
 	t.Helper()
 	raw, err := json.Marshal(original)
@@ -98,12 +98,12 @@ func goldenInjections(t *testing.T) map[string][2]*corev1.Pod {
 func TestThePatchCoversEveryChange(t *testing.T) {
 	for name, pods := range goldenInjections(t) {
 		if missed := patchMisses(t, pods[0], pods[1]); missed != "" {
-			t.Errorf("%s: Inject changed fields outside inject.EditedParts, and the webhook's patch drops them: %s", name, missed)
+			t.Errorf("%s: Inject changed fields outside what the patch covers, and the webhook's patch drops them: %s", name, missed)
 		}
 	}
 }
 
-// The check above can fail: a change outside inject.EditedParts (hostNetwork, an app container's env) is
+// The check above can fail: a change outside what the patch covers (hostNetwork, an app container's env) is
 // what it reports.
 func TestAChangeOutsideTheContractIsCaught(t *testing.T) {
 	for name, pods := range goldenInjections(t) {
