@@ -153,8 +153,8 @@ examples: cluster ## deploy the book's examples on the running cluster, one line
 
 ##@ Benchmarks (not part of test; results go to docs/performance.md)
 .PHONY: bench
-bench: deps tools build ## run every benchmark under bench/
-	@for s in bench/*/run.sh; do echo "== $$s"; bash $$s; done
+bench: deps tools build ## run every benchmark under bench/, then a summary table (_output/bench/summary.md); BENCH_QUICK=1: ~5 min
+	bash bench/all.sh
 
 .PHONY: fuzz
 fuzz: ## fuzz decode → inject → patch, the annotation values, https-proxy's head parser against net/http's, shard-ambassador's RESP and memcache clients, 60s each

@@ -6,11 +6,12 @@
 # K8S_GIT_SYNC=<path to a kubernetes/git-sync v4 binary> adds its columns, measured the same way; without
 # it they are left out. Build it from a checkout of github.com/kubernetes/git-sync with `go build .`; its
 # source is never part of this repository.
-#   [K8S_GIT_SYNC=…] bench/git-sync/run.sh [pushes]
+#   [K8S_GIT_SYNC=…] [RUNS=3] bench/git-sync/run.sh [pushes]     RUNS: initial syncs of each tool
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH=/usr/local/go/bin:$PATH
 pushes=${1:-30}
+runs=${RUNS:-3}
 work=$(mktemp -d /tmp/git-sync-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 command -v git >/dev/null || { echo "git not found: run \`make deps\`" >&2; exit 1; }
@@ -24,6 +25,6 @@ go build -o "$work/syncbench" ./bench/git-sync/syncbench
 "$work/genrepo" -files 5000 -commits 2000 -o "$work/big.git"
 git -C "$work/big.git" repack -a -d -q   # a server's packed repository, as after its own gc
 echo "machine: $(nproc) cores, $(git --version), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-"$work/syncbench" -gitsync "$bin" -repo "$work/big.git" -n "$pushes" -period 1s -runs 3 -depth 1
+"$work/syncbench" -gitsync "$bin" -repo "$work/big.git" -n "$pushes" -period 1s -runs "$runs" -depth 1
 echo
-"$work/syncbench" -gitsync "$bin" -repo "$work/big.git" -n 0 -runs 3 -depth 0 | sed -n '/initial sync/,$p'
+"$work/syncbench" -gitsync "$bin" -repo "$work/big.git" -n 0 -runs "$runs" -depth 0 | sed -n '/initial sync/,$p'
